@@ -1,0 +1,321 @@
+"""All measures for one batch of images and one group of runs, sharing every map.
+
+For a batch x and runs r = 1..N of a group, each (run, image variant) gets one
+salience pass (forward + backward for gradient methods), done on the whole batch
+of that variant at once; every measure that needs a map reads it from there:
+
+- clean maps S_r(x): detection, entropy, human agreement, noise a = 0, transform
+  identity, degradation reference, stability (all runs of the batch together);
+- noisy images (salt and pepper, shared by all runs): noise curves;
+- the 12 non-identity geometric variants (shared by all runs): equivariance;
+- guided-blur images (one per run, they depend on the run's own map): degradation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.store import RowBuffer
+from salience_audit.measures import degradation, entropy, geometry, noise, similarity, stability
+from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
+from salience_audit.salience.normalize import upscale
+
+SYNTHETIC = 1
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def noise_variant_name(amount: float) -> str:
+    """``a=0.05`` style name of a noise level (``%g`` formatting)."""
+    return f"a={amount:g}"
+
+
+@dataclass
+class RunExtractor:
+    """One run of a group, ready to explain batches."""
+
+    name: str
+    extractor: SalienceExtractor
+
+
+@dataclass
+class BatchInput:
+    """A batch of images with their identity and (optional) human maps."""
+
+    images: Tensor  # [B, 3, H, W] in [0, 1], on the model device
+    labels: Tensor  # [B] int64, -1 unknown
+    indices: np.ndarray
+    paths: list[str]
+    human_maps: Tensor | None = None  # [B, H, W] in [0, 1]
+    has_human_map: Tensor | None = None  # [B] bool
+
+
+@dataclass
+class BatchAggregates:
+    """Sums kept beside the rows (mean maps per run)."""
+
+    map_sums: dict[str, np.ndarray] = field(default_factory=dict)
+    map_counts: dict[str, int] = field(default_factory=dict)
+
+    def add_maps(self, run: str, maps: Tensor) -> None:
+        s = _np(maps.sum(dim=0))
+        if run in self.map_sums:
+            self.map_sums[run] += s
+        else:
+            self.map_sums[run] = s
+        self.map_counts[run] = self.map_counts.get(run, 0) + int(maps.shape[0])
+
+
+class BatchAuditor:
+    """Computes the configured measures for batches of one dataset and one group."""
+
+    def __init__(
+        self,
+        runs: Sequence[RunExtractor],
+        config: AuditConfig,
+        dataset: str,
+        group: str,
+        input_size: int,
+    ) -> None:
+        self.runs = list(runs)
+        self.config = config
+        self.dataset = dataset
+        self.group = group
+        self.input_size = input_size
+        self.measures = set(config.measures)
+        self.variants = geometry.geometric_variants(input_size)
+        self.aggregates = BatchAggregates()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _target(self, batch: BatchInput) -> Tensor | None:
+        if self.config.target == "label":
+            if bool((batch.labels < 0).any()):
+                raise ValueError("target='label' needs known labels; this dataset has unlabelled images")
+            return batch.labels
+        return None
+
+    @staticmethod
+    def _score(logits: Tensor) -> Tensor:
+        return torch.softmax(logits.float(), dim=1)[:, SYNTHETIC]
+
+    def _correct(self, logits: Tensor, labels: Tensor) -> np.ndarray:
+        pred = logits.argmax(dim=1)
+        correct = _np((pred == labels).to(torch.float64))
+        correct[_np(labels) < 0] = np.nan
+        return correct
+
+    def _explain_many(self, run: RunExtractor, images: list[Tensor], target: Tensor | None) -> list[SalienceOutput]:
+        """One salience pass over several image variants of the same batch, concatenated.
+
+        Variants are packed into passes of at most ``batch_size`` images, so a pass is
+        as large as the configured batch whatever the number of variants.
+        """
+        if not images:
+            return []
+        b = images[0].shape[0]
+        per_pass = max(1, self.config.batch_size // max(b, 1))
+        outs: list[SalienceOutput] = []
+        for start in range(0, len(images), per_pass):
+            chunk = images[start : start + per_pass]
+            x = torch.cat(chunk, dim=0)
+            tgt = None if target is None else target.repeat(len(chunk))
+            out = run.extractor(x, target=tgt)
+            for k in range(len(chunk)):
+                sl = slice(k * b, (k + 1) * b)
+                outs.append(SalienceOutput(maps=out.maps[sl], logits=out.logits[sl], target=out.target[sl]))
+        return outs
+
+    # -- the batch ------------------------------------------------------------------------
+
+    def process(self, batch: BatchInput, rows: RowBuffer, generator: torch.Generator) -> dict[str, Tensor]:
+        """Add every row of this batch to ``rows``; return the clean maps per run."""
+        cfg = self.config
+        x = batch.images
+        target = self._target(batch)
+        labels_np = _np(batch.labels).astype(np.int64)
+
+        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor) -> None:
+            vals = _np(values) if isinstance(values, Tensor) else values
+            rows.add(
+                dataset=self.dataset,
+                paths=batch.paths,
+                indices=batch.indices,
+                labels=labels_np,
+                group=self.group,
+                run=run,
+                measure=measure,
+                variant=variant,
+                values=vals,
+            )
+
+        # Image variants shared by every run: made once per batch.
+        noisy_levels = [a for a in cfg.noise_levels if a > 0] if "noise" in self.measures else []
+        noisy = [noise.salt_and_pepper(x, a, generator=generator) for a in noisy_levels]
+        moved_variants = [v for v in self.variants if v.name != "identity"] if "transforms" in self.measures else []
+        moved = [v.apply(x) for v in moved_variants]
+
+        clean_maps: dict[str, Tensor] = {}
+        for run in self.runs:
+            clean = run.extractor(x, target=target)
+            maps = clean.maps.detach()
+            clean_maps[run.name] = maps
+            self.aggregates.add_maps(run.name, maps)
+            score = self._score(clean.logits)
+            add(run.name, "score", "", score)
+            add(run.name, "correct", "", self._correct(clean.logits, batch.labels))
+
+            if "entropy" in self.measures:
+                add(run.name, "entropy", "", entropy.histogram_entropy(maps))
+                add(run.name, "entropy_norm", "", entropy.normalized_histogram_entropy(maps))
+                add(run.name, "spatial_entropy", "", entropy.spatial_entropy(maps))
+
+            if "human" in self.measures and batch.human_maps is not None and batch.has_human_map is not None:
+                self._human_rows(run.name, maps, batch, add)
+
+            maps_up = upscale(maps, self.input_size) if (moved or "degradation" in self.measures or "deletion" in self.measures) else None
+
+            if noisy_levels:
+                outs = self._explain_many(run, noisy, target)
+                self._noise_rows(run.name, maps, score, clean.logits, outs, batch.labels, add)
+
+            if moved:
+                outs = self._explain_many(run, moved, target)
+                self._transform_rows(run.name, maps_up, score, outs, moved_variants, add)
+
+            if "degradation" in self.measures:
+                assert maps_up is not None
+                degraded = [degradation.guided_blur(x, maps_up, mode=m) for m in ("background", "object")]
+                outs = self._explain_many(run, degraded, target)
+                for mode, out in zip(("background", "object"), outs):
+                    add(run.name, "degrade_score_change", mode, self._score(out.logits) - score)
+                    add(run.name, "degrade_correct", mode, self._correct(out.logits, batch.labels))
+                    add(run.name, "degrade_ssim", mode, similarity.ssim_maps(out.maps.detach(), maps))
+
+            if "deletion" in self.measures:
+                assert maps_up is not None
+                self._deletion_rows(run, x, maps_up, clean.target, add, generator)
+
+        if "stability" in self.measures and len(self.runs) >= 2:
+            names = [r.name for r in self.runs]
+            stacked = torch.stack([clean_maps[n] for n in names])
+            for measure, fn in (
+                ("stability_ssim", stability.pairwise_ssim),
+                ("stability_spearman", stability.pairwise_spearman),
+                ("stability_iou", stability.pairwise_topk_iou),
+            ):
+                pairs, values = fn(stacked)
+                for (i, j), vals in zip(pairs, values):
+                    add(f"{names[i]}|{names[j]}", measure, "", vals)
+        return clean_maps
+
+    # -- measure groups -----------------------------------------------------------------
+
+    def _human_rows(self, run: str, maps: Tensor, batch: BatchInput, add: Callable[..., None]) -> None:
+        assert batch.human_maps is not None and batch.has_human_map is not None
+        has = batch.has_human_map.to(torch.bool)
+        if not bool(has.any()):
+            return
+        human = batch.human_maps.to(maps.device, torch.float32)
+        if tuple(human.shape[-2:]) != tuple(maps.shape[-2:]):
+            human = torch.nn.functional.interpolate(
+                human.unsqueeze(1), size=tuple(maps.shape[-2:]), mode="area"
+            ).squeeze(1)
+        from salience_audit.salience.normalize import minmax_normalize
+
+        human = minmax_normalize(human)
+        ssim_v = _np(similarity.ssim_maps(maps, human))
+        rank_v = _np(similarity.spearman(maps, human))
+        missing = ~_np(has).astype(bool)
+        ssim_v[missing] = np.nan
+        rank_v[missing] = np.nan
+        add(run, "human_ssim", "", ssim_v)
+        add(run, "human_spearman", "", rank_v)
+
+    def _noise_rows(
+        self,
+        run: str,
+        maps: Tensor,
+        score: Tensor,
+        logits: Tensor,
+        outs: list[SalienceOutput],
+        labels: Tensor,
+        add: Callable[..., None],
+    ) -> None:
+        levels = list(self.config.noise_levels)
+        noisy_levels = [a for a in levels if a > 0]
+        by_level: dict[float, tuple[Tensor, Tensor, Tensor]] = {0.0: (maps, score, logits)}
+        for a, out in zip(noisy_levels, outs):
+            by_level[a] = (out.maps.detach(), self._score(out.logits), out.logits)
+        curves: dict[str, list[np.ndarray]] = {"score": [], "ssim": [], "entropy": []}
+        for a in levels:
+            m, s, lg = by_level[a]
+            name = noise_variant_name(a)
+            ssim_v = _np(similarity.ssim_maps(m, maps))
+            ent_v = _np(entropy.normalized_histogram_entropy(m))
+            add(run, "noise_score", name, s)
+            add(run, "noise_correct", name, self._correct(lg, labels))
+            add(run, "noise_ssim", name, ssim_v)
+            add(run, "noise_entropy", name, ent_v)
+            curves["score"].append(_np(s))
+            curves["ssim"].append(ssim_v)
+            curves["entropy"].append(ent_v)
+        xs = np.asarray(levels, dtype=np.float64)
+        for key, values in curves.items():
+            add(run, f"noise_auc_{key}", "", np.trapezoid(np.stack(values, axis=1), xs, axis=1))
+
+    def _transform_rows(
+        self,
+        run: str,
+        maps_up: Tensor | None,
+        score: Tensor,
+        outs: list[SalienceOutput],
+        variants: list[geometry.GeometricVariant],
+        add: Callable[..., None],
+    ) -> None:
+        assert maps_up is not None
+        ones = np.ones(score.shape[0])
+        add(run, "equivariance", "identity", ones)
+        add(run, "invariance", "identity", ones)
+        add(run, "transform_score_change", "identity", np.zeros(score.shape[0]))
+        for variant, out in zip(variants, outs):
+            moved_up = upscale(out.maps.detach(), self.input_size)
+            add(run, "equivariance", variant.name, similarity.ssim_maps(moved_up, variant.apply(maps_up)))
+            add(run, "invariance", variant.name, similarity.ssim_maps(moved_up, maps_up))
+            add(run, "transform_score_change", variant.name, self._score(out.logits) - score)
+
+    def _deletion_rows(
+        self,
+        run: RunExtractor,
+        x: Tensor,
+        maps_up: Tensor,
+        target: Tensor,
+        add: Callable[..., None],
+        generator: torch.Generator,
+    ) -> None:
+        """Deletion / insertion areas in salience order, and the random-order control of the same areas."""
+        model = run.extractor.model
+        tgt = target.to(x.device).view(-1, 1)
+
+        @torch.no_grad()
+        def score_fn(images: Tensor) -> Tensor:
+            probs = torch.softmax(model(images).float(), dim=1)
+            return probs.gather(1, tgt.repeat(images.shape[0] // tgt.shape[0], 1)).squeeze(1)
+
+        steps = self.config.deletion_steps
+        ordered = degradation.deletion_insertion_curves(score_fn, x, maps_up, steps=steps)
+        control = degradation.deletion_insertion_curves(
+            score_fn, x, maps_up, steps=steps, random_order=True, generator=generator
+        )
+        add(run.name, "deletion_auc", "", ordered["deletion_auc"])
+        add(run.name, "insertion_auc", "", ordered["insertion_auc"])
+        add(run.name, "deletion_auc_random", "", control["deletion_auc"])
+        add(run.name, "insertion_auc_random", "", control["insertion_auc"])

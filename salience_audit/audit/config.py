@@ -1,0 +1,120 @@
+"""Settings of an audit, from flags or a YAML / TOML config file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from salience_audit.errors import InputError
+
+MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
+"""Measures an audit can compute; detection (score, correctness) is always computed."""
+
+DEFAULT_MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "human")
+"""Deletion / insertion curves cost ~40 extra forward passes per image and are opt-in."""
+
+DEFAULT_NOISE_LEVELS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 1.0)
+
+
+@dataclass
+class AuditConfig:
+    """How an audit is computed.
+
+    Attributes:
+        method: salience method (``gradcam`` as in the published measures, ``cam``, ...).
+        measures: which measures to compute (see :data:`MEASURES`).
+        target: ``predicted`` (argmax of the logits) or ``label`` (the true class).
+        batch_size: images per model pass.
+        shard_size: images per result shard (unit of resume and of distribution).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
+        num_workers: DataLoader worker processes.
+        amp: mixed precision (CUDA only).
+        channels_last: channels-last memory format (CUDA only).
+        seed: seed of the noise; the same seed gives the same noisy images.
+        noise_levels: salt-and-pepper amounts.
+        deletion_steps: fractions in the deletion / insertion curves (steps + 1 points).
+        on_bad_image: ``stop`` (default) or ``skip`` (write ``rejected.csv`` and go on).
+        gallery_size: example images per dataset in the report gallery.
+    """
+
+    method: str = "gradcam"
+    measures: tuple[str, ...] = DEFAULT_MEASURES
+    target: str = "predicted"
+    batch_size: int = 32
+    shard_size: int = 1024
+    device: str = "auto"
+    num_workers: int = 0
+    amp: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    noise_levels: tuple[float, ...] = DEFAULT_NOISE_LEVELS
+    deletion_steps: int = 10
+    on_bad_image: str = "stop"
+    gallery_size: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.measures = tuple(self.measures)
+        self.noise_levels = tuple(float(a) for a in self.noise_levels)
+        unknown = [m for m in self.measures if m not in MEASURES]
+        if unknown:
+            raise InputError(f"unknown measure(s) {unknown}; known: {list(MEASURES)}")
+        if self.target not in ("predicted", "label"):
+            raise InputError(f"target must be 'predicted' or 'label', got {self.target!r}")
+        if self.on_bad_image not in ("stop", "skip"):
+            raise InputError(f"on_bad_image must be 'stop' or 'skip', got {self.on_bad_image!r}")
+        if self.batch_size < 1 or self.shard_size < 1:
+            raise InputError("batch_size and shard_size must be >= 1")
+        if any(not 0.0 <= a <= 1.0 for a in self.noise_levels):
+            raise InputError(f"noise levels must lie in [0, 1], got {list(self.noise_levels)}")
+        if 0.0 not in self.noise_levels:
+            self.noise_levels = (0.0, *self.noise_levels)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["measures"] = list(self.measures)
+        d["noise_levels"] = list(self.noise_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> AuditConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown audit setting(s) {unknown}; known: {sorted(known)}", source)
+        return cls(**data)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file safely into a dict.
+
+    YAML is read with ``yaml.safe_load`` (no object construction); TOML with ``tomllib``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError(f"cannot read config file: {err.strerror or err}", path) from err
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise InputError("config file must end in .yaml, .yml or .toml", path)
+    except InputError:
+        raise
+    except Exception as err:  # parser errors carry line numbers in their text
+        raise InputError(f"cannot parse config file: {err}", path) from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError("config file must hold a mapping of settings at the top level", path)
+    return data

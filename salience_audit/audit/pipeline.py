@@ -1,0 +1,274 @@
+"""The audit: plan shards, run the pending ones on an engine, then summarise and report.
+
+An audit is resumable: shards already written (complete Parquet files) are not
+recomputed, and the final results of a resumed audit equal an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from salience_audit import __version__
+from salience_audit.audit import engines
+from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.plan import plan_shards
+from salience_audit.audit.preflight import preflight
+from salience_audit.audit.store import ResultStore, atomic_save_npz, atomic_write_json, atomic_write_text
+from salience_audit.audit.worker import RunRef, ShardReport
+from salience_audit.data.sample import Sample
+from salience_audit.errors import InputError
+from salience_audit.models.audit_model import AuditModel
+
+RunLike = str | Path | AuditModel | RunRef
+
+
+@dataclass
+class AuditResult:
+    """Where an audit's outputs are."""
+
+    out_dir: Path
+    results_dir: Path
+    summary_path: Path | None
+    report_path: Path | None
+    rejected: int
+
+
+def _run_refs(groups: Mapping[str, Sequence[RunLike]]) -> dict[str, list[RunRef]]:
+    """Normalise group members to :class:`RunRef` with unique run names."""
+    out: dict[str, list[RunRef]] = {}
+    seen: dict[str, str] = {}
+    for group, members in groups.items():
+        if not members:
+            raise InputError(f"group {group!r} has no runs")
+        refs: list[RunRef] = []
+        for k, member in enumerate(members):
+            if isinstance(member, RunRef):
+                ref = member
+            elif isinstance(member, AuditModel):
+                ref = RunRef(name=member.name or f"{group}-{k}", model=member)
+            else:
+                path = Path(member)
+                if not (path / "run.json").exists():
+                    raise InputError("not a run folder (no run.json inside)", path)
+                try:
+                    meta = json.loads((path / "run.json").read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError) as err:
+                    raise InputError(f"cannot read run.json: {err}", path / "run.json") from err
+                ref = RunRef(name=str(meta.get("name") or path.name), path=str(path))
+            if ref.name in seen:
+                raise InputError(f"run name {ref.name!r} appears in groups {seen[ref.name]!r} and {group!r}")
+            seen[ref.name] = group
+            refs.append(ref)
+        out[group] = refs
+    return out
+
+
+def _run_info(ref: RunRef, group: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"group": group}
+    if ref.path is not None:
+        info["path"] = ref.path
+        try:
+            meta = json.loads((Path(ref.path) / "run.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        for key in ("arch", "seed", "best_val_acc", "input_size", "loss", "alpha"):
+            if key in meta:
+                info[key] = meta[key]
+        cfg = meta.get("config") or {}
+        for key in ("loss", "alpha"):
+            if key in cfg and key not in info:
+                info[key] = cfg[key]
+    elif ref.model is not None:
+        info["arch"] = ref.model.arch
+    return info
+
+
+def run_audit(
+    groups: Mapping[str, Sequence[RunLike]],
+    datasets: Mapping[str, list[Sample]],
+    out_dir: str | Path,
+    config: AuditConfig | None = None,
+    ood_datasets: Sequence[str] = (),
+    engine: str = "local",
+    address: str | None = None,
+    command: str = "",
+    progress: bool = True,
+    report: bool = True,
+    compare_with: str | Path | None = None,
+) -> AuditResult:
+    """Audit every run of every group on every dataset and write results, summary and report.
+
+    Args:
+        groups: group name -> runs (run folders, :class:`AuditModel` objects or :class:`RunRef`).
+        datasets: dataset name -> samples (order defines the ``index`` column).
+        out_dir: output folder; an existing audit there with the same plan is resumed.
+        config: :class:`AuditConfig` (method, measures, batch and shard size, device ...).
+        ood_datasets: names among ``datasets`` that are out-of-set (compared with the others).
+        engine: ``local`` or ``ray``; ``address``: an existing Ray cluster.
+        compare_with: another audit folder to compare against in the report.
+    """
+    config = config or AuditConfig()
+    out = Path(out_dir)
+    if engine not in engines.ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {list(engines.ENGINES)}")
+    for name in ood_datasets:
+        if name not in datasets:
+            raise InputError(f"out-of-set dataset {name!r} is not among the datasets {list(datasets)}")
+    if "stability" in config.measures:
+        lonely = [g for g, members in groups.items() if len(members) < 2]
+        if lonely and len(lonely) == len(groups):
+            raise InputError(
+                f"stability needs at least two runs per group; group(s) {lonely} have one. "
+                "Add runs (different seeds) or leave 'stability' out of the measures."
+            )
+    refs = _run_refs(groups)
+    store = ResultStore(out)
+    store.prepare()
+
+    checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
+    meta = {
+        "version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "engine": engine,
+        "method": config.method,
+        "measures": list(config.measures),
+        "config": config.to_dict(),
+        "groups": {g: [r.name for r in rs] for g, rs in refs.items()},
+        "runs": {r.name: _run_info(r, g) for g, rs in refs.items() for r in rs},
+        "datasets": {
+            name: {"n": len(samples), "role": "out-of-set" if name in ood_datasets else "in"}
+            for name, samples in checked.items()
+        },
+        "noise_levels": list(config.noise_levels),
+        "compare_with": None if compare_with is None else str(compare_with),
+    }
+    _check_resume_compatible(out, meta)
+
+    shards = plan_shards(list(refs), checked, config.shard_size)
+    pending = [s for s in shards if not store.is_done(s.id)]
+    jobs = [(s, refs[s.group], checked[s.dataset]) for s in pending]
+    bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=not progress)
+    bar.update(sum(len(s) for s in shards if s not in pending))
+
+    def on_done(report_: ShardReport) -> None:
+        bar.update(report_.images)
+
+    try:
+        if engine == "ray":
+            engines.run_ray(jobs, config, str(out), on_done, address=address)
+        else:
+            engines.run_local(jobs, config, str(out), on_done)
+    finally:
+        bar.close()
+
+    return finalize(out, meta, rejected, report=report, compare_with=compare_with, refs=refs, datasets=checked, config=config)
+
+
+def _check_resume_compatible(out: Path, meta: dict[str, Any]) -> None:
+    """Refuse to mix shards of a different plan into an existing audit folder."""
+    plan_path = out / "plan.json"
+    plan = {k: meta[k] for k in ("method", "measures", "groups", "datasets", "noise_levels")}
+    plan["shard_size"] = meta["config"]["shard_size"]
+    plan["seed"] = meta["config"]["seed"]
+    plan["target"] = meta["config"]["target"]
+    if plan_path.exists():
+        try:
+            previous = json.loads(plan_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous is not None and previous != plan:
+            changed = sorted(k for k in plan if previous.get(k) != plan.get(k))
+            raise InputError(
+                f"this folder holds an audit with a different plan (changed: {changed}); "
+                "use a new output folder or delete the old results",
+                out,
+            )
+    atomic_write_json(plan_path, plan)
+
+
+def finalize(
+    out: Path,
+    meta: dict[str, Any],
+    rejected: list[tuple[str, int, str]],
+    *,
+    report: bool,
+    compare_with: str | Path | None,
+    refs: dict[str, list[RunRef]],
+    datasets: dict[str, list[Sample]],
+    config: AuditConfig,
+) -> AuditResult:
+    """Merge side aggregates, write rejected.csv, audit.json, gallery, summary and report."""
+    store = ResultStore(out)
+    side = store.read_side()
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for parts in side.values():
+        for key, value in parts.items():
+            if key.startswith("mapsum::"):
+                k = key[len("mapsum::") :]
+                sums[k] = sums.get(k, 0) + value
+            elif key.startswith("mapcount::"):
+                k = key[len("mapcount::") :]
+                counts[k] = counts.get(k, 0) + int(value)
+            elif key == "rejected_path":
+                lines = parts["rejected_line"]
+                reasons = parts["rejected_reason"]
+                rejected.extend((str(p), int(li), str(r)) for p, li, r in zip(value, lines, reasons))
+    if sums:
+        atomic_save_npz(out / "mean_maps.npz", **{k: sums[k] / max(counts.get(k, 1), 1) for k in sums})
+    rejected_df = pd.DataFrame(rejected, columns=["path", "line", "reason"]).drop_duplicates()
+    atomic_write_text(out / "rejected.csv", rejected_df.to_csv(index=False))
+    meta["rejected"] = int(len(rejected_df))
+    if sums:
+        any_map = next(iter(sums.values()))
+        meta["map_size"] = list(any_map.shape)
+    meta["transform_variants"] = _transform_names(refs, config)
+    meta["input_size"] = _input_size(refs)
+    atomic_write_json(out / "audit.json", meta)
+
+    from salience_audit.audit.gallery import write_gallery
+
+    write_gallery(out, refs, datasets, config)
+
+    summary_path = report_path = None
+    if report:
+        from salience_audit.report.html import write_report
+        from salience_audit.report.summary import write_summary
+
+        summary_path = write_summary(out)
+        report_path = write_report(out, compare_with=compare_with)
+    return AuditResult(out, store.results_dir, summary_path, report_path, int(len(rejected_df)))
+
+
+def _input_size(refs: dict[str, list[RunRef]]) -> int | None:
+    """Input size of the first run (from the model or its run.json, without loading weights)."""
+    for rs in refs.values():
+        for r in rs:
+            if r.model is not None:
+                return int(r.model.input_size)
+            if r.path is not None:
+                try:
+                    meta = json.loads((Path(r.path) / "run.json").read_text(encoding="utf-8"))
+                    return int(meta["input_size"])
+                except (OSError, KeyError, ValueError, json.JSONDecodeError):
+                    return None
+    return None
+
+
+def _transform_names(refs: dict[str, list[RunRef]], config: AuditConfig) -> list[str]:
+    if "transforms" not in config.measures:
+        return []
+    from salience_audit.measures.geometry import geometric_variants
+
+    size = _input_size(refs) or 224
+    return [v.name for v in geometric_variants(size)]

@@ -1,0 +1,207 @@
+"""Sharded, atomic result store: one Parquet file per finished shard.
+
+A shard file is written to a temporary name in the same folder and renamed into
+place (``os.replace`` is atomic on POSIX), so a file named ``*.parquet`` is always
+complete. A resumed audit trusts exactly the shard files that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from salience_audit.errors import SalienceAuditError
+
+ROW_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("path", pa.string()),
+        ("index", pa.int64()),
+        ("label", pa.int64()),
+        ("group", pa.string()),
+        ("run", pa.string()),
+        ("measure", pa.string()),
+        ("variant", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+"""Columns of the per-sample rows (long format: one row per image x model x measure variant)."""
+
+
+class StoreWriteError(SalienceAuditError):
+    """The output folder cannot be written (full disk, permissions)."""
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise StoreWriteError(f"{path}: cannot write result file: {err.strerror or err}") from err
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (temporary file, then rename)."""
+    _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write strict JSON (no NaN / Infinity) atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False, default=_json_default) + "\n")
+
+
+def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """Write a compressed ``.npz`` atomically."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    _atomic_write(Path(path), write)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class RowBuffer:
+    """Collects per-sample rows column-wise for one shard (bounded by the shard size)."""
+
+    def __init__(self) -> None:
+        self._columns: dict[str, list[np.ndarray]] = {name: [] for name in ROW_SCHEMA.names}
+
+    def add(
+        self,
+        *,
+        dataset: str,
+        paths: list[str],
+        indices: np.ndarray,
+        labels: np.ndarray,
+        group: str,
+        run: str,
+        measure: str,
+        variant: str,
+        values: np.ndarray,
+    ) -> None:
+        """Append one row per image for a (run, measure, variant)."""
+        n = len(paths)
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape[0] != n:
+            raise ValueError(f"{measure}/{variant}: {values.shape[0]} values for {n} images")
+        cols = self._columns
+        cols["dataset"].append(np.full(n, dataset, dtype=object))
+        cols["path"].append(np.asarray(paths, dtype=object))
+        cols["index"].append(np.asarray(indices, dtype=np.int64))
+        cols["label"].append(np.asarray(labels, dtype=np.int64))
+        cols["group"].append(np.full(n, group, dtype=object))
+        cols["run"].append(np.full(n, run, dtype=object))
+        cols["measure"].append(np.full(n, measure, dtype=object))
+        cols["variant"].append(np.full(n, variant, dtype=object))
+        cols["value"].append(values)
+
+    def __len__(self) -> int:
+        return int(sum(len(a) for a in self._columns["value"]))
+
+    def to_table(self) -> pa.Table:
+        """The collected rows as an Arrow table with :data:`ROW_SCHEMA`."""
+        arrays = []
+        for field in ROW_SCHEMA:
+            parts = self._columns[field.name]
+            data = np.concatenate(parts) if parts else np.array([], dtype=object)
+            arrays.append(pa.array(data, type=field.type))
+        return pa.Table.from_arrays(arrays, schema=ROW_SCHEMA)
+
+
+class ResultStore:
+    """The ``results/`` folder of an audit: finished shards are Parquet files.
+
+    Layout: ``results/<shard_id>.parquet`` (only Parquet files, so ``results/`` reads as
+    one dataset with pandas / pyarrow) plus ``aggregates/<shard_id>.npz`` (side aggregates
+    such as mean-map sums and rejected items of the shard).
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.results_dir = self.out_dir / "results"
+        self.aggregates_dir = self.out_dir / "aggregates"
+
+    def prepare(self) -> None:
+        """Create the folders, failing early with a clear message when not writable."""
+        try:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            self.aggregates_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.results_dir / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise StoreWriteError(f"{self.results_dir}: output folder is not writable: {err.strerror or err}") from err
+        for folder in (self.results_dir, self.aggregates_dir):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def shard_path(self, shard_id: str) -> Path:
+        return self.results_dir / f"{shard_id}.parquet"
+
+    def side_path(self, shard_id: str) -> Path:
+        return self.aggregates_dir / f"{shard_id}.npz"
+
+    def is_done(self, shard_id: str) -> bool:
+        """A shard is done when its Parquet file exists (it is only ever renamed into place complete)."""
+        return self.shard_path(shard_id).exists()
+
+    def write_shard(self, shard_id: str, rows: RowBuffer, side: dict[str, np.ndarray] | None = None) -> None:
+        """Write the side aggregates, then the rows (the rows file marks the shard done)."""
+        if side:
+            atomic_save_npz(self.side_path(shard_id), **side)
+        table = rows.to_table()
+        _atomic_write(self.shard_path(shard_id), lambda tmp: pq.write_table(table, tmp))
+
+    def done_shards(self) -> list[str]:
+        return sorted(p.stem for p in self.results_dir.glob("*.parquet"))
+
+    def read_rows(self, columns: Iterable[str] | None = None, filters: Any = None) -> pd.DataFrame:
+        """All rows of the finished shards (optionally a subset of columns / a pyarrow filter)."""
+        files = sorted(self.results_dir.glob("*.parquet"))
+        if not files:
+            return pd.DataFrame({name: pd.Series(dtype="object") for name in ROW_SCHEMA.names})
+        table = pq.read_table(
+            [str(f) for f in files], columns=list(columns) if columns else None, filters=filters, schema=ROW_SCHEMA
+        )
+        return table.to_pandas()
+
+    def read_side(self) -> dict[str, dict[str, np.ndarray]]:
+        """Side aggregates of every finished shard, keyed by shard id."""
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for shard_id in self.done_shards():
+            path = self.side_path(shard_id)
+            if path.exists():
+                with np.load(path, allow_pickle=False) as data:
+                    out[shard_id] = {k: data[k] for k in data.files}
+        return out

@@ -1,0 +1,277 @@
+"""The model wrapper every stage uses: [0, 1] images in, logits out, plus what salience needs.
+
+``AuditModel.forward(x01)`` computes ``module((x01 - mean) / std)``; ``mean`` and ``std`` are
+non-persistent ``[1, 3, 1, 1]`` buffers, so they follow ``.to(device)`` and do not appear in
+the state dict (which therefore equals the wrapped module's, with a ``module.`` prefix).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from salience_audit.errors import InputError, ModelError
+from salience_audit.models.registry import build_model, get_spec
+
+__all__ = ["AuditModel", "load_run", "load_trusted_module"]
+
+DEFAULT_CLASS_NAMES: tuple[str, ...] = ("Real", "Synthetic")
+
+
+def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
+    vals = tuple(float(v) for v in values)
+    if len(vals) == 1:
+        vals = vals * 3
+    if len(vals) != 3:
+        raise ModelError(f"{what} needs 1 or 3 values, got {len(vals)}")
+    return vals  # type: ignore[return-value]
+
+
+class AuditModel(nn.Module):
+    """A classifier together with its preprocessing and salience metadata.
+
+    Args:
+        module: the classifier (normalised input -> logits ``[B, C]``).
+        arch: architecture name (a registry key, or a free label for custom modules).
+        input_size: square input side in pixels.
+        mean, std: per-channel normalisation ``x = (x01 - mean) / std``.
+        cam_layer: dotted name (inside ``module``) of the layer whose output gives the maps.
+        classifier_layer: dotted name of the final ``nn.Linear`` (None: no exact CAM).
+        name: display name (a run name, a seed ...).
+        class_names: one name per output; class 1 is "Synthetic".
+        cam_exact: True when logits = W GAP(A) + b for A the ``cam_layer`` output; False when
+            known not to hold; None when unknown (the ``cam`` method then checks it at run time).
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(
+        self,
+        module: nn.Module,
+        arch: str,
+        input_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        cam_layer: str,
+        classifier_layer: str | None,
+        name: str = "model",
+        class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
+        cam_exact: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.arch = arch
+        self.input_size = int(input_size)
+        self.name = name
+        self.class_names = tuple(class_names)
+        self.cam_exact = cam_exact
+        mean_t, std_t = _triple(mean, "mean"), _triple(std, "std")
+        if any(s <= 0 for s in std_t):
+            raise ModelError(f"std must be positive, got {std_t}")
+        self.register_buffer("mean", torch.tensor(mean_t).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std_t).view(1, 3, 1, 1), persistent=False)
+        self.cam_layer = cam_layer
+        self.classifier_layer = classifier_layer
+        self.resolve_layer(cam_layer)
+        if classifier_layer is not None and not isinstance(self.resolve_layer(classifier_layer), nn.Linear):
+            raise ModelError(f"classifier layer {classifier_layer!r} of {name} is not an nn.Linear")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arch(
+        cls,
+        arch: str,
+        num_classes: int = 2,
+        weights: str | Path | None = None,
+        name: str | None = None,
+    ) -> AuditModel:
+        """Build a registry architecture (see :func:`~salience_audit.models.registry.build_model`)."""
+        spec = get_spec(arch)
+        module = build_model(arch, num_classes=num_classes, weights=weights)
+        return cls(
+            module,
+            arch=arch,
+            input_size=spec.input_size,
+            mean=spec.mean,
+            std=spec.std,
+            cam_layer=spec.cam_layer,
+            classifier_layer=spec.classifier_layer,
+            name=name or arch,
+            class_names=DEFAULT_CLASS_NAMES if num_classes == 2 else tuple(str(i) for i in range(num_classes)),
+            cam_exact=spec.cam_exact,
+        )
+
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        cam_layer: str,
+        input_size: int,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        classifier_layer: str | None = None,
+        name: str = "model",
+    ) -> AuditModel:
+        """Wrap any classifier. ``classifier_layer`` defaults to the last ``nn.Linear``.
+
+        Raises ``ModelError("no convolutional layer for CAM")`` when the module has no conv
+        layer with spatial output (e.g. an MLP). Whether CAM is exact is checked at run time.
+        """
+        if not any(isinstance(m, nn.Conv2d) for m in module.modules()):
+            raise ModelError(f"{name}: no convolutional layer for CAM (the model has no nn.Conv2d layer)")
+        if classifier_layer is None:
+            linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+            classifier_layer = linears[-1] if linears else None
+        return cls(
+            module,
+            arch=type(module).__name__,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            cam_layer=cam_layer,
+            classifier_layer=classifier_layer,
+            name=name,
+            cam_exact=None if classifier_layer is not None else False,
+        )
+
+    # ------------------------------------------------------------------ use
+    def forward(self, x01: Tensor) -> Tensor:
+        """Logits ``module((x01 - mean) / std)`` of images ``[B, 3, H, W]`` in [0, 1]."""
+        if x01.dim() != 4 or x01.shape[1] != 3:
+            raise ModelError(f"{self.name}: expected images [B, 3, H, W], got {tuple(x01.shape)}")
+        return self.module((x01 - self.mean) / self.std)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the first parameter (or of the normalisation buffers)."""
+        for t in self.parameters():
+            return t.device
+        return self.mean.device
+
+    @property
+    def num_classes(self) -> int | None:
+        """Output size of the classifier layer (None when unknown)."""
+        if self.classifier_layer is None:
+            return None
+        return int(self.resolve_layer(self.classifier_layer).out_features)
+
+    def metadata(self) -> dict[str, Any]:
+        """The ``run.json`` fields describing this model (see :func:`load_run`)."""
+        return {
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "input_size": self.input_size,
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+            "cam_layer": self.cam_layer,
+            "classifier_layer": self.classifier_layer,
+            "name": self.name,
+            "class_names": list(self.class_names),
+        }
+
+    def resolve_layer(self, name: str) -> nn.Module:
+        """The submodule of ``module`` at dotted path ``name`` (a ``module.`` prefix is accepted).
+
+        Raises ``ModelError`` listing the closest layer names when it does not exist.
+        """
+        key = name[len("module."):] if name.startswith("module.") else name
+        modules = dict(self.module.named_modules())
+        if key in modules and key != "":
+            return modules[key]
+        close = get_close_matches(key, [n for n in modules if n], n=5, cutoff=0.5)
+        hint = f"; closest names: {', '.join(close)}" if close else ""
+        raise ModelError(f"{self.name}: no layer named {name!r} in {type(self.module).__name__}{hint}")
+
+    def classifier_weight(self) -> Tensor:
+        """Weight ``[C, K]`` of the classifier layer (not detached: usable in a training loss)."""
+        if self.classifier_layer is None:
+            raise ModelError(f"{self.name}: no classifier layer, CAM needs one")
+        return self.resolve_layer(self.classifier_layer).weight
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, arch={self.arch!r}, input_size={self.input_size}, "
+                f"cam_layer={self.cam_layer!r}, classifier_layer={self.classifier_layer!r}")
+
+
+# ---------------------------------------------------------------------- run folders
+RUN_FILE = "run.json"
+MODEL_FILE = "model.pt"
+
+
+def load_run(run_dir: str | Path) -> AuditModel:
+    """Load a training run folder: ``run.json`` metadata + ``model.pt`` state dict.
+
+    ``run.json`` keys: ``arch``, ``num_classes``, ``input_size``, ``mean``, ``std``,
+    ``cam_layer``, ``classifier_layer`` and ``name`` (or ``seed``, giving ``<arch>-seed<k>``).
+    The architecture is rebuilt without pretrained weights and the state dict is loaded
+    with ``weights_only=True``. Raises ``InputError`` naming the file at fault.
+    """
+    run_dir = Path(run_dir)
+    meta_path = run_dir / RUN_FILE
+    if not meta_path.is_file():
+        raise InputError(f"not a run folder: {RUN_FILE} is missing", run_dir)
+    try:
+        meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read run metadata: {exc}", meta_path) from exc
+    if not isinstance(meta, dict) or "arch" not in meta:
+        raise InputError("run metadata needs at least the key 'arch'", meta_path)
+    arch = str(meta["arch"])
+    try:
+        spec = get_spec(arch)
+    except ModelError as exc:
+        raise InputError(str(exc), meta_path) from exc
+    num_classes = int(meta.get("num_classes", 2))
+    name = meta.get("name") or (f"{arch}-seed{meta['seed']}" if "seed" in meta else run_dir.name)
+    module = build_model(arch, num_classes=num_classes, weights=run_dir / MODEL_FILE)
+    try:
+        return AuditModel(
+            module,
+            arch=arch,
+            input_size=int(meta.get("input_size", spec.input_size)),
+            mean=meta.get("mean", spec.mean),
+            std=meta.get("std", spec.std),
+            cam_layer=meta.get("cam_layer", spec.cam_layer),
+            classifier_layer=meta.get("classifier_layer", spec.classifier_layer),
+            name=str(name),
+            class_names=meta.get("class_names", DEFAULT_CLASS_NAMES),
+            cam_exact=spec.cam_exact,
+        )
+    except ModelError as exc:
+        raise InputError(str(exc), meta_path) from exc
+
+
+def load_trusted_module(path: str | Path, trust: bool = False) -> nn.Module:
+    """Load a whole pickled ``nn.Module`` (``torch.save(model)``).
+
+    Unpickling runs arbitrary code from the file, so it is refused unless ``trust=True``
+    (CLI: ``--trust-pickle``). Prefer state dicts with :func:`load_run` / ``build_model``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("model file not found", path)
+    if not trust:
+        raise InputError(
+            "refusing to unpickle a full model: loading it can execute arbitrary code from the file. "
+            "Pass trust=True (command line: --trust-pickle) only for files you trust, "
+            "or save a state dict instead",
+            path,
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"cannot load the model ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
+    if not isinstance(obj, nn.Module):
+        raise InputError(
+            f"file holds a {type(obj).__name__}, not an nn.Module "
+            "(for a state dict use build_model(..., weights=path))",
+            path,
+        )
+    return obj

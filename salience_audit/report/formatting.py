@@ -1,0 +1,61 @@
+"""Number formatting shared by the HTML and Markdown reports.
+
+- values: 3 decimals (``0.412``); very small or very large magnitudes in 3 significant
+  digits (``1.23e-05``); a missing value (None / NaN / inf) as an en dash;
+- a mean with its CI: ``0.412 [0.398, 0.427]``;
+- p-values: ``p = 0.003`` or ``p < 0.001``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MISSING = "\u2013"
+
+
+def is_number(x: Any) -> bool:
+    """True for a finite int/float (not bool)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def fmt_num(x: Any, digits: int = 3) -> str:
+    """A value to ``digits`` decimals (scientific for magnitudes below 0.001 or from 10^5)."""
+    if not is_number(x):
+        return MISSING
+    v = float(x)
+    if v == 0:
+        return "0" if isinstance(x, int) else f"{0:.{digits}f}"
+    if isinstance(x, int) or (v.is_integer() and abs(v) >= 1000):
+        return f"{int(v):,}"
+    if abs(v) < 10 ** (-digits) or abs(v) >= 1e5:
+        return f"{v:.{digits}g}"
+    return f"{v:.{digits}f}"
+
+
+def fmt_int(x: Any) -> str:
+    """A count with thousands separators."""
+    return f"{int(x):,}" if is_number(x) else MISSING
+
+
+def fmt_ci(mean: Any, low: Any, high: Any, digits: int = 3) -> str:
+    """``mean [low, high]``; the mean alone when the interval is missing."""
+    if not is_number(mean):
+        return MISSING
+    if not (is_number(low) and is_number(high)):
+        return fmt_num(mean, digits)
+    return f"{fmt_num(mean, digits)} [{fmt_num(low, digits)}, {fmt_num(high, digits)}]"
+
+
+def fmt_p(p: Any) -> str:
+    """``p = 0.003`` / ``p < 0.001``; an en dash when undefined."""
+    if not is_number(p):
+        return MISSING
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}"
+
+
+def fmt_pct(x: Any, digits: int = 1) -> str:
+    """A fraction as a percentage (``0.953`` -> ``95.3%``)."""
+    return f"{100 * float(x):.{digits}f}%" if is_number(x) else MISSING

@@ -1,0 +1,266 @@
+"""The numbers of an audit: ``summarize(rows, audit_meta)`` and ``OUT/summary.json``.
+
+How the numbers are made (also written into the summary under ``"method"``):
+
+- Per group, dataset, measure and variant, each IMAGE's value is first averaged over the
+  group's runs (stability rows: over the group's pairs of runs); n is the number of images,
+  and the 95% CI is a percentile bootstrap of the mean over images (2000 resamples).
+- Per run: the mean and standard deviation over images of the run's own values (pairwise
+  stability rows count for both runs of the pair: mean SSIM of the run to the others).
+- Two groups are compared on the per-image values (Mann-Whitney U, Welch t, Cliff's delta)
+  and get a verdict (see :mod:`salience_audit.report.verdict`).
+- Detection metrics per run and dataset; per group, their mean with a bootstrap CI over runs.
+- Undefined numbers (an AUC with one class, a p-value of constants) are ``null``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from salience_audit import __version__
+from salience_audit.report import aggregate, curves, detection_summary, outofset, selection
+from salience_audit.report.aggregate import POOLED
+from salience_audit.report.derived import derive_rows
+from salience_audit.report.families import group_families
+from salience_audit.report.inputs import (
+    load_audit_meta,
+    load_mean_maps,
+    load_results,
+    normalize_rows,
+)
+from salience_audit.report.jsonsafe import json_safe
+from salience_audit.report.measure_info import MEASURES, info, measure_table
+from salience_audit.report.verdict import RULE, verdict
+
+__all__ = ["POOLED", "load_results", "summarize", "write_summary", "image_table", "dataset_roles"]
+
+SCHEMA_VERSION = 1
+
+
+def dataset_roles(rows: pd.DataFrame, audit_meta: Mapping[str, Any]) -> dict[str, str]:
+    """``{dataset: "in" | "out-of-set"}`` in audit order; datasets missing from the metadata are in-set."""
+    roles: dict[str, str] = {}
+    for name, meta in (audit_meta.get("datasets") or {}).items():
+        role = meta.get("role", "in") if isinstance(meta, Mapping) else "in"
+        roles[str(name)] = "out-of-set" if str(role).lower().replace("_", "-") in ("out-of-set", "out", "oos") else "in"
+    for name in sorted(set(rows["dataset"]) - set(roles)):
+        roles[name] = "in"
+    return roles
+
+
+def group_order(rows: pd.DataFrame, audit_meta: Mapping[str, Any]) -> list[str]:
+    """Groups in the order of ``audit.json``, then any others alphabetically."""
+    listed = [str(g) for g in (audit_meta.get("groups") or {})]
+    present = set(rows["group"])
+    return [g for g in listed if g in present] + sorted(present - set(listed))
+
+
+def image_table(rows: pd.DataFrame, audit_meta: Mapping[str, Any]) -> pd.DataFrame:
+    """Per-image group values (mean over the group's runs) of measured and derived rows, with the pooled copy."""
+    rows = normalize_rows(rows)
+    roles = dataset_roles(rows, audit_meta)
+    in_set = [d for d, r in roles.items() if r == "in"]
+    values = aggregate.image_values([rows, derive_rows(rows)], unit="group")
+    return aggregate.with_pooled(values, in_set)
+
+
+def _dataset_count(audit_meta: Mapping[str, Any], dataset: str) -> int:
+    meta = (audit_meta.get("datasets") or {}).get(dataset)
+    n = meta.get("n") if isinstance(meta, Mapping) else None
+    return int(n) if isinstance(n, (int, float)) and n > 0 else 1
+
+
+def _headline_dataset(in_set: Sequence[str], present: set[str]) -> str | None:
+    found = [d for d in in_set if d in present]
+    if len(found) >= 2:
+        return POOLED
+    return found[0] if found else None
+
+
+def _stats_index(stats: Sequence[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:
+    return {(r["measure"], r["variant"], r["group"], r["dataset"]): r for r in stats}
+
+
+def _add_verdicts(
+    comparisons: list[dict[str, Any]], stats: Sequence[Mapping[str, Any]], families: Mapping[str, str | None]
+) -> None:
+    index = _stats_index(stats)
+    for cmp in comparisons:
+        key = (cmp["measure"], cmp["variant"])
+        sa = index.get((*key, cmp["group_a"], cmp["dataset"]), {})
+        sb = index.get((*key, cmp["group_b"], cmp["dataset"]), {})
+        cmp["verdict"] = verdict(info(cmp["measure"]), cmp["variant"], cmp, sa, sb, families)
+
+
+def _findings(
+    stats: Sequence[Mapping[str, Any]],
+    comparisons: Sequence[Mapping[str, Any]],
+    groups: Sequence[str],
+    dataset: str | None,
+) -> list[dict[str, Any]]:
+    """Headline rows: each measure's headline variant(s) on the headline dataset, per group and compared."""
+    if dataset is None:
+        return []
+    index = _stats_index(stats)
+    present = {(r["measure"], r["variant"]) for r in stats if r["dataset"] == dataset}
+    known = [m for m in MEASURES if m != "score"]
+    unknown = sorted({m for m, _ in present} - set(MEASURES))
+    out = []
+    for measure in known + unknown:
+        minfo = info(measure)
+        variants = minfo.headline_variants if measure in MEASURES else ("",)
+        for variant in variants:
+            if (measure, variant) not in present:
+                continue
+            per_group = {}
+            for g in groups:
+                rec = index.get((measure, variant, g, dataset))
+                if rec:
+                    per_group[g] = {k: rec[k] for k in ("n", "mean", "ci_low", "ci_high", "n_runs")}
+            cmps = [
+                {k: c[k] for k in ("group_a", "group_b", "mannwhitney_p", "welch_p", "cliffs_delta", "mean_diff", "verdict")}
+                for c in comparisons
+                if c["measure"] == measure and c["variant"] == variant and c["dataset"] == dataset
+            ]
+            out.append(
+                {
+                    "measure": measure,
+                    "variant": variant,
+                    "section": minfo.section,
+                    "title": minfo.title,
+                    "question": minfo.question,
+                    "better": minfo.direction(variant),
+                    "study_guided_vs_plain": minfo.study,
+                    "dataset": dataset,
+                    "per_group": per_group,
+                    "comparisons": cmps,
+                }
+            )
+    return out
+
+
+def _audit_block(audit_meta: Mapping[str, Any], roles: Mapping[str, str], rows: pd.DataFrame) -> dict[str, Any]:
+    datasets = {}
+    meta_ds = audit_meta.get("datasets") or {}
+    for name, role in roles.items():
+        meta = meta_ds.get(name) if isinstance(meta_ds.get(name), Mapping) else {}
+        n_rows = int(rows.loc[rows["dataset"] == name, "index"].nunique())
+        datasets[name] = {"role": role, "n": meta.get("n", n_rows), "n_in_results": n_rows}
+    keep = ("version", "created", "command", "method", "measures", "groups", "runs", "noise_levels",
+            "transform_variants", "input_size", "map_size", "rejected", "compare_with")
+    block = {k: audit_meta[k] for k in keep if k in audit_meta}
+    block["datasets"] = datasets
+    return block
+
+
+def summarize(
+    rows: pd.DataFrame,
+    audit_meta: Mapping[str, Any] | None = None,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    mean_maps: Mapping[str, np.ndarray] | None = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """All numbers of an audit as a JSON-ready dict (strict JSON: undefined numbers are None).
+
+    Keys: ``schema``, ``generated``, ``tool_version``, ``method`` (how the numbers are made),
+    ``audit`` (metadata), ``groups``, ``families``, ``datasets``, ``in_set``, ``out_of_set``,
+    ``headline_dataset``, ``measures`` (question / unit / better direction / study direction),
+    ``stats`` (per measure, variant, group, dataset: n, mean, std, ci_low, ci_high, n_runs),
+    ``per_run`` (per measure, variant, run, dataset: n, mean, std), ``comparisons`` (per
+    measure, variant, dataset and pair of groups: compare_groups + ``verdict``),
+    ``noise_curves``, ``stability_matrices``, ``detection`` ({"per_run", "per_group"}),
+    ``out_of_set_entropy``, ``mean_map_shift``, ``findings`` (headline rows) and
+    ``selection`` (model-selection table).
+    """
+    audit_meta = dict(audit_meta or {})
+    rows = normalize_rows(rows)
+    roles = dataset_roles(rows, audit_meta)
+    in_set = [d for d, r in roles.items() if r == "in"]
+    out_of_set = [d for d, r in roles.items() if r != "in"]
+    groups = group_order(rows, audit_meta)
+    families = group_families(groups, audit_meta)
+    derived = derive_rows(rows)
+    frames = [rows, derived]
+
+    group_values = aggregate.image_values(frames, unit="group")
+    pooled_values = aggregate.with_pooled(group_values, in_set)
+    n_runs = aggregate.run_counts(frames, in_set)
+    stats = aggregate.group_stats(pooled_values, n_runs, n_boot, seed)
+    comparisons = aggregate.group_comparisons(pooled_values, groups)
+    _add_verdicts(comparisons, stats, families)
+
+    run_values = aggregate.with_pooled(aggregate.image_values(frames, unit="run"), in_set)
+    per_run = aggregate.run_stats(run_values)
+
+    det_runs = detection_summary.detection_per_run(rows, in_set, threshold=threshold)
+    det_groups = detection_summary.detection_per_group(det_runs, n_boot, seed)
+
+    headline = _headline_dataset(in_set, set(pooled_values["dataset"]) | {r["dataset"] for r in det_runs})
+    run_groups = selection.run_groups(per_run, audit_meta)
+    counts = {d: _dataset_count(audit_meta, d) for d in roles}
+
+    summary = {
+        "schema": SCHEMA_VERSION,
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "tool_version": __version__,
+        "method": {
+            "unit": "image",
+            "per_image": "each image's value is the mean over the group's runs (stability: over the group's run pairs)",
+            "ci": f"percentile bootstrap 95% CI of the mean over images ({n_boot} resamples, seed {seed})",
+            "per_run": "mean and standard deviation over images of the run's own values",
+            "tests": "two-sided Mann-Whitney U and Welch t-test on the per-image values; Cliff's delta",
+            "verdict_rule": RULE,
+            "pooled_dataset": POOLED,
+            "detection_threshold": threshold,
+        },
+        "audit": _audit_block(audit_meta, roles, rows),
+        "groups": groups,
+        "families": families,
+        "datasets": list(roles),
+        "in_set": in_set,
+        "out_of_set": out_of_set,
+        "headline_dataset": headline,
+        "measures": measure_table(),
+        "stats": stats,
+        "per_run": per_run,
+        "comparisons": comparisons,
+        "noise_curves": curves.noise_curves(stats),
+        "stability_matrices": curves.stability_matrices(rows, audit_meta.get("groups") or {}, in_set),
+        "detection": {"per_run": det_runs, "per_group": det_groups},
+        "out_of_set_entropy": outofset.entropy_shift(group_values, in_set, out_of_set, groups),
+        "mean_map_shift": outofset.mean_map_shift(mean_maps, run_groups, in_set, out_of_set, counts),
+        "findings": _findings(stats, comparisons, groups, headline),
+        "selection": selection.selection_table(per_run, det_runs, audit_meta, headline or "")
+        if headline
+        else {"rows": []},
+    }
+    return json_safe(summary)
+
+
+def write_summary(out_dir: str | Path, *, n_boot: int = 2000, seed: int = 0) -> Path:
+    """Summarise the audit in ``out_dir`` and write ``OUT/summary.json`` (strict JSON); returns its path."""
+    out_dir = Path(out_dir)
+    summary = summarize(
+        load_results(out_dir), load_audit_meta(out_dir), n_boot=n_boot, seed=seed, mean_maps=load_mean_maps(out_dir)
+    )
+    return save_summary(summary, out_dir / "summary.json")
+
+
+def save_summary(summary: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a summary dict as strict JSON (temporary file then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(summary, indent=1, allow_nan=False)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,278 @@
+"""Salience maps of a whole batch, one call: ``SalienceExtractor(model, method)(x01, target)``.
+
+Methods (``A`` = output ``[B, K, h, w]`` of the model's CAM layer, ``Y_t`` = logit of the target
+class, ``g = dY_t / dA``; every map is min-max normalised per image at ``h x w``, a
+constant map becoming zeros):
+
+- ``cam``: ``sum_k W[t, k] A_k`` with ``W`` the classifier weights (hand-written, batched,
+  differentiable with ``create_graph=True``; no ReLU, no bias). Only for exact-CAM heads.
+- ``gradcam``: ``ReLU(sum_k mean_ij(g_k) A_k)`` (torchcam ``GradCAM``).
+- ``gradcampp``: ``ReLU(sum_k w_k A_k)``, ``w_k = sum_ij alpha_kij ReLU(g_kij)``,
+  ``alpha = g^2 / (2 g^2 + g^3 sum_ab A_kab)`` (Chattopadhay et al., eq. 19; torchcam hooks with
+  corrected weights, see ``_GradCAMpp``).
+- ``layercam``: ``ReLU(sum_k ReLU(g_k) * A_k)`` (torchcam ``LayerCAM``).
+- ``scorecam``: ``ReLU(sum_k softmax_k(Y_t(M_k x) - Y_t(x)) A_k)`` with ``M_k`` the upsampled,
+  min-max normalised ``A_k`` (torchcam ``ScoreCAM``; B*K extra forward passes, chunked).
+
+The extractor puts the model in eval mode during a call and restores every module's mode
+afterwards, registers its hooks only for the duration of a call, and never accumulates
+parameter gradients (gradients are taken with ``torch.autograd.grad`` w.r.t. the CAM layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
+
+from salience_audit.errors import InputError, ModelError
+from salience_audit.models.audit_model import AuditModel
+from salience_audit.salience.cam import CamHook, class_activation_maps
+from salience_audit.salience.normalize import minmax_normalize
+
+__all__ = ["METHODS", "SalienceExtractor", "SalienceOutput"]
+
+METHODS: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "layercam", "scorecam")
+GRADIENT_METHODS: frozenset[str] = frozenset({"gradcam", "gradcampp", "layercam"})
+
+
+class _GradCAMpp(GradCAMpp):
+    """torchcam's Grad-CAM++ hooks and backprop with the weights of the paper.
+
+    torchcam 0.5.0 computes ``alpha[mask].div_(...)`` on a boolean-indexed *copy*, so its alpha
+    stays ``g^2``, and its denominator uses ``sum_ab A_ab g_ab^3`` instead of the paper's
+    ``g_ij^3 sum_ab A_ab``. Here:
+
+        alpha_kij = g_kij^2 / (2 g_kij^2 + g_kij^3 sum_ab A_kab)   (0 where g_kij = 0)
+        w_k = sum_ij alpha_kij ReLU(g_kij)
+    """
+
+    def _get_weights(self, class_idx: Any, scores: Tensor, eps: float = 1e-8, **kwargs: Any) -> list[Tensor]:
+        self._backprop(scores, class_idx, **kwargs)
+        weights = []
+        for act, grad in zip(self.hook_a, self.hook_g, strict=True):
+            assert act is not None and grad is not None
+            spatial = (...,) + (None,) * (act.ndim - 2)
+            g2 = grad.pow(2)
+            denom = 2 * g2 + grad.pow(3) * act.flatten(2).sum(-1)[spatial]
+            denom = torch.where(denom.abs() > eps, denom, torch.full_like(denom, eps))
+            alpha = torch.where(grad != 0, g2 / denom, torch.zeros_like(g2))
+            weights.append((alpha * torch.relu(grad)).flatten(2).sum(-1))
+        return weights
+
+
+_TORCHCAM: dict[str, type] = {
+    "gradcam": GradCAM,
+    "gradcampp": _GradCAMpp,
+    "layercam": LayerCAM,
+    "scorecam": ScoreCAM,
+}
+
+
+@dataclass(frozen=True)
+class SalienceOutput:
+    """Result of one extractor call.
+
+    Attributes:
+        maps: ``[B, h, w]`` in [0, 1], min-max normalised per map (constant -> zeros).
+        logits: ``[B, C]`` logits of the clean forward pass (detached unless ``create_graph``).
+        target: ``[B]`` int64 class whose map was computed.
+    """
+
+    maps: Tensor
+    logits: Tensor
+    target: Tensor
+
+    @property
+    def scores(self) -> Tensor:
+        """Probability of class 1 ("Synthetic"): ``softmax(logits)[:, 1]``."""
+        return torch.softmax(self.logits.detach().float(), dim=1)[:, 1]
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each one's own flag afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class SalienceExtractor:
+    """Batched salience maps of an :class:`AuditModel` at the resolution of its CAM layer.
+
+    Args:
+        model: the wrapped classifier (its ``cam_layer``/``classifier_layer`` are used).
+        method: one of :data:`METHODS`.
+        layer: dotted layer name overriding ``model.cam_layer``.
+        scorecam_batch_size: masked images per forward pass for ``scorecam``.
+
+    Usable as a context manager; no hook outlives a call, so ``close()`` only marks the
+    extractor as closed.
+    """
+
+    def __init__(
+        self,
+        model: AuditModel,
+        method: str = "gradcam",
+        layer: str | None = None,
+        scorecam_batch_size: int = 64,
+    ) -> None:
+        if method not in METHODS:
+            raise ModelError(f"unknown salience method {method!r}; known methods: {', '.join(METHODS)}")
+        if not isinstance(model, AuditModel):
+            raise ModelError("SalienceExtractor needs an AuditModel (see AuditModel.from_module)")
+        self.model = model
+        self.method = method
+        self.layer_name = layer or model.cam_layer
+        self.layer = model.resolve_layer(self.layer_name)
+        self.scorecam_batch_size = int(scorecam_batch_size)
+        self._closed = False
+        if method == "cam":
+            if model.cam_exact is False:
+                raise ModelError(
+                    f"{model.name} ({model.arch}): CAM from the classifier weights is not exact for this "
+                    "head (it is not a single linear layer after global average pooling); use a gradient "
+                    "method such as 'gradcam'"
+                )
+            if layer is not None and layer != model.cam_layer:
+                raise ModelError("method 'cam' uses the model's cam_layer (the block before global pooling)")
+            model.classifier_weight()  # raises ModelError when there is no classifier layer
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Mark the extractor closed (hooks never outlive a call)."""
+        self._closed = True
+
+    def __enter__(self) -> SalienceExtractor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SalienceExtractor(model={self.model.name!r}, method={self.method!r}, layer={self.layer_name!r})"
+
+    # ------------------------------------------------------------------ helpers
+    def _prepare(self, x01: Tensor) -> Tensor:
+        if not isinstance(x01, Tensor) or x01.dim() != 4 or x01.shape[1] != 3:
+            shape = tuple(x01.shape) if isinstance(x01, Tensor) else type(x01).__name__
+            raise InputError(f"expected images [B, 3, H, W] in [0, 1], got {shape}")
+        if not x01.is_floating_point():
+            raise InputError(f"expected float images in [0, 1], got dtype {x01.dtype}")
+        param = next(self.model.parameters(), None)
+        dtype = param.dtype if param is not None and param.is_floating_point() else x01.dtype
+        x = x01.detach().to(device=self.model.device, dtype=dtype)
+        return x.clone() if x.is_inference() else x
+
+    @staticmethod
+    def _resolve_target(logits: Tensor, target: Tensor | Sequence[int] | None) -> Tensor:
+        if target is None:
+            return logits.detach().argmax(dim=1)
+        t = torch.as_tensor(target, device=logits.device).to(torch.long).flatten()
+        if t.shape[0] != logits.shape[0]:
+            raise InputError(f"target has {t.shape[0]} entries for a batch of {logits.shape[0]}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= logits.shape[1]):
+            raise InputError(f"target classes must be in [0, {logits.shape[1] - 1}], got {t.tolist()}")
+        return t
+
+    def _check_spatial(self, features: Tensor | None) -> Tensor:
+        if not isinstance(features, Tensor) or features.dim() != 4 or features.shape[-2:].numel() < 2:
+            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ModelError(
+                f"{self.model.name}: layer {self.layer_name!r} gives {shape}, not a spatial map [B, K, h, w]; "
+                "choose a convolutional block with more than 1x1 output as cam_layer (or a larger input)"
+            )
+        return features
+
+    def _verify_exact_cam(self, features: Tensor, logits: Tensor, weight: Tensor) -> None:
+        """For models of unknown head, check logits == W GAP(A) + b before trusting CAM."""
+        head = self.model.resolve_layer(self.model.classifier_layer or "")
+        pooled = features.detach().float().mean(dim=(2, 3))
+        w = weight.detach().float().flatten(1)
+        ref = logits.detach().float()
+        exact = w.shape[1] == pooled.shape[1]
+        if exact:
+            pred = pooled @ w.t()
+            if getattr(head, "bias", None) is not None:
+                pred = pred + head.bias.detach().float()
+            tol = 1e-3 * max(1.0, float(ref.abs().max()))
+            exact = pred.shape == ref.shape and float((pred - ref).abs().max()) <= tol
+        if not exact:
+            raise ModelError(
+                f"{self.model.name}: logits are not classifier({self.model.classifier_layer!r}) applied to the "
+                f"global average of {self.layer_name!r}, so CAM would not be exact; use a gradient method "
+                "such as 'gradcam', or pass the right cam_layer / classifier_layer"
+            )
+        self.model.cam_exact = True
+
+    # ------------------------------------------------------------------ call
+    def __call__(
+        self,
+        x01: Tensor,
+        target: Tensor | Sequence[int] | None = None,
+        create_graph: bool = False,
+    ) -> SalienceOutput:
+        """Maps ``[B, h, w]`` of images ``x01 [B, 3, H, W]`` in [0, 1] for ``target`` (default: argmax).
+
+        ``create_graph=True`` (``cam`` only) keeps maps and logits in the autograd graph.
+        """
+        if self._closed:
+            raise ModelError("this SalienceExtractor was closed")
+        if create_graph and self.method != "cam":
+            raise ModelError(f"create_graph=True is only supported by method 'cam', not {self.method!r}")
+        # Gradient methods need autograd even when called under no_grad / inference_mode.
+        with torch.inference_mode(False), _eval_mode(self.model):
+            x = self._prepare(x01)
+            if self.method == "cam":
+                return self._cam(x, target, create_graph)
+            return self._torchcam(x, target)
+
+    def _cam(self, x: Tensor, target: Tensor | Sequence[int] | None, create_graph: bool) -> SalienceOutput:
+        weight = self.model.classifier_weight()
+        with torch.set_grad_enabled(create_graph), CamHook(self.layer) as hook:
+            logits = self.model(x)
+            features = self._check_spatial(hook.features)
+            t = self._resolve_target(logits, target)
+            if self.model.cam_exact is None:
+                self._verify_exact_cam(features, logits, weight)
+            try:
+                maps = class_activation_maps(features, weight, t)
+            except ValueError as exc:
+                raise ModelError(f"{self.model.name}: cannot compute CAM: {exc}") from exc
+        if not create_graph:
+            logits, maps = logits.detach(), maps.detach()
+        return SalienceOutput(maps=maps, logits=logits, target=t)
+
+    def _torchcam(self, x: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput:
+        cls = _TORCHCAM[self.method]
+        kwargs: dict[str, Any] = {"input_shape": tuple(x.shape[1:])}
+        if self.method == "scorecam":
+            kwargs["batch_size"] = self.scorecam_batch_size
+        gradient = self.method in GRADIENT_METHODS
+        # torchcam hooks the inner module, so Score-CAM masks the *normalised* input
+        # (masked-out pixels take the dataset mean colour), as in the original method.
+        with cls(self.model.module, target_layer=self.layer, **kwargs) as extractor:
+            with torch.set_grad_enabled(gradient):
+                # A leaf input that requires grad keeps the CAM layer in the graph even when
+                # the model's parameters are frozen; only dY/dA is computed, never dY/dx.
+                logits = self.model(x.requires_grad_(True) if gradient else x)
+            self._check_spatial(extractor.hook_a[0])
+            t = self._resolve_target(logits, target)
+            cams = extractor(class_idx=t.tolist(), scores=logits, normalized=False)[0]
+        cams = torch.nan_to_num(cams.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
+        return SalienceOutput(maps=minmax_normalize(cams), logits=logits.detach(), target=t)
