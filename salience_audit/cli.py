@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from typing import Any, TextIO
 
 from salience_audit import __version__
 from salience_audit.errors import SalienceAuditError
@@ -30,11 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    file: TextIO | None = None, line: str | None = None, **_: Any,
+) -> None:
+    """Warnings as ``salience-audit: warning: <message>`` lines (no source file, no code line)."""
+    print(f"salience-audit: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except SalienceAuditError as err:
         print(f"salience-audit: error: {err}", file=sys.stderr)
         return 2

@@ -165,14 +165,17 @@ def test_guided_blur_is_per_image(real_images: torch.Tensor, blob_maps: torch.Te
     torch.testing.assert_close(both[1:2], one, atol=1e-6, rtol=0)
 
 
-def test_guided_blur_small_and_non_square_images() -> None:
+@pytest.mark.parametrize("size", [(20, 33), (5, 3), (1, 1), (2, 64)])
+def test_guided_blur_small_and_non_square_images(size: tuple[int, int]) -> None:
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 3, 20, 33, generator=g, dtype=torch.float64)
-    m = upscale(torch.rand(2, 4, 4, generator=g), (20, 33)).double()
-    got = guided_blur(x, m, "background")
-    for i in range(2):
-        ref = _reference_guided_blur(x[i].numpy(), m[i].numpy(), "background")
-        assert np.abs(got[i].numpy() - ref).mean() < 1.0 / 255.0
+    x = torch.rand(2, 3, *size, generator=g, dtype=torch.float64)
+    m = upscale(torch.rand(2, 4, 4, generator=g), size).double()
+    for mode in ("background", "object"):
+        got = guided_blur(x, m, mode)
+        assert torch.isfinite(got).all()
+        for i in range(2):
+            ref = _reference_guided_blur(x[i].numpy(), m[i].numpy(), mode)
+            assert np.abs(got[i].numpy() - ref).mean() < 1.0 / 255.0, (size, mode, i)
 
 
 def test_guided_blur_validation(real_images: torch.Tensor, blob_maps: torch.Tensor) -> None:

@@ -170,9 +170,10 @@ def _validation_cam_mse(run_dir: Path, samples) -> float:
     model = load_run(run_dir).eval()
     ds = ImageDataset(samples, model.input_size)
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=len(ds))))
-    with torch.no_grad(), CamHook(model.resolve_layer(model.cam_layer)) as hook:
-        logits = model(batch["image"])
-    cams = class_activation_maps(hook.features, model.classifier_weight(), logits.argmax(1))
+    with torch.no_grad():
+        with CamHook(model.resolve_layer(model.cam_layer)) as hook:
+            logits = model(batch["image"])
+        cams = class_activation_maps(hook.features, model.classifier_weight(), logits.argmax(1))
     target = resize_human_maps(batch["human_map"], tuple(cams.shape[-2:]))
     return float(((cams - target) ** 2).flatten(1).mean(1)[batch["has_human_map"]].mean())
 
@@ -181,8 +182,9 @@ def _validation_cam_mse(run_dir: Path, samples) -> float:
 def test_guided_loss_pulls_cams_toward_human_maps(demo, tmp_path):
     """Small CNN on LFW vs DCGAN faces: cyborg CAMs are much closer to the human maps than xent CAMs.
 
-    Measured over seeds 0-9 (10 epochs, lr 0.01): best-epoch validation MSE xent 0.24-0.28,
-    cyborg 0.087-0.121; accuracy xent 0.87-0.95, cyborg 0.77-0.85 (60 validation images).
+    Measured over seeds 0-9 (10 epochs, lr 0.01): best-epoch validation MSE xent 0.241-0.280,
+    cyborg 0.087-0.143 (ratio of means 0.43); accuracy xent 0.87-0.95, cyborg 0.78-0.87 (60
+    validation images, chance 0.5).
     """
     _, train, val = demo
     mse: dict[str, list[float]] = {"xent": [], "cyborg": []}
@@ -201,7 +203,7 @@ def test_guided_loss_pulls_cams_toward_human_maps(demo, tmp_path):
             mse[loss].append(value)
     print(f"\nvalidation CAM-vs-human MSE: {mse}\nbest validation accuracy: {acc}")
     mean_x, mean_c = sum(mse["xent"]) / 2, sum(mse["cyborg"]) / 2
-    assert mean_c < 0.7 * mean_x, (mse, acc)  # measured ~0.42x
+    assert mean_c < 0.7 * mean_x, (mse, acc)  # measured 0.46x for seeds 0-1
     assert max(mse["cyborg"]) < min(mse["xent"]), (mse, acc)
     assert min(acc["xent"] + acc["cyborg"]) >= 0.65, acc  # chance is 0.5 (balanced, 60 images)
 

@@ -9,6 +9,13 @@ of that variant at once; every measure that needs a map reads it from there:
 - noisy images (salt and pepper, shared by all runs): noise curves;
 - the 12 non-identity geometric variants (shared by all runs): equivariance;
 - guided-blur images (one per run, they depend on the run's own map): degradation.
+
+Non-finite logits (NaN or infinity, from a broken checkpoint or an fp16 overflow) never
+become rows: every pass is checked, and an image for which any pass of any run is not
+finite either stops the audit with a :class:`NonFiniteLogitsError` naming the run and the
+image (``on_bad_image="stop"``) or is left out of the batch's rows and reported in
+:attr:`BatchAuditor.rejected` (``"skip"``). A run that is non-finite on every image of a
+batch is broken and always stops the audit.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from torch import Tensor
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.store import RowBuffer
+from salience_audit.errors import ModelError
 from salience_audit.measures import degradation, entropy, geometry, noise, similarity, stability
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
 from salience_audit.salience.normalize import upscale
@@ -36,6 +44,15 @@ def _np(t: Tensor) -> np.ndarray:
 def noise_variant_name(amount: float) -> str:
     """``a=0.05`` style name of a noise level (``%g`` formatting)."""
     return f"a={amount:g}"
+
+
+class NonFiniteLogitsError(ModelError):
+    """A run gives NaN or infinite logits; ``run`` names it, ``indices`` are the images concerned."""
+
+    def __init__(self, message: str, run: str, indices: Sequence[int]) -> None:
+        super().__init__(message)
+        self.run = run
+        self.indices = list(indices)
 
 
 @dataclass
@@ -56,6 +73,24 @@ class BatchInput:
     paths: list[str]
     human_maps: Tensor | None = None  # [B, H, W] in [0, 1]
     has_human_map: Tensor | None = None  # [B] bool
+    where: list[str] | None = None  # where each image is listed ("manifest.csv:12"), for messages
+
+    def subset(self, keep: np.ndarray) -> BatchInput:
+        """The images at positions ``keep`` (a sorted integer array)."""
+        sel = torch.as_tensor(keep, dtype=torch.long, device=self.images.device)
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.index_select(0, sel.to(t.device))
+
+        return BatchInput(
+            images=self.images.index_select(0, sel),
+            labels=self.labels.index_select(0, sel.to(self.labels.device)),
+            indices=np.asarray(self.indices)[keep],
+            paths=[self.paths[int(i)] for i in keep],
+            human_maps=pick(self.human_maps),
+            has_human_map=pick(self.has_human_map),
+            where=None if self.where is None else [self.where[int(i)] for i in keep],
+        )
 
 
 @dataclass
@@ -93,6 +128,10 @@ class BatchAuditor:
         self.measures = set(config.measures)
         self.variants = geometry.geometric_variants(input_size)
         self.aggregates = BatchAggregates()
+        self.rejected: list[tuple[int, str]] = []
+        """``(image index, reason)`` of images left out for non-finite logits (skip mode)."""
+        self._nonfinite: dict[str, np.ndarray] = {}
+        self._batch: BatchInput | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -129,6 +168,7 @@ class BatchAuditor:
             x = torch.cat(chunk, dim=0)
             tgt = None if target is None else target.repeat(len(chunk))
             out = run.extractor(x, target=tgt)
+            self._flag(run.name, out.logits)
             for k in range(len(chunk)):
                 sl = slice(k * b, (k + 1) * b)
                 outs.append(SalienceOutput(maps=out.maps[sl], logits=out.logits[sl], target=out.target[sl]))
@@ -136,8 +176,79 @@ class BatchAuditor:
 
     # -- the batch ------------------------------------------------------------------------
 
+    def _flag(self, run: str, logits: Tensor) -> None:
+        """Record which images of the current batch got non-finite logits from ``run``.
+
+        ``logits`` hold ``k * B`` rows (k image variants of the B images, variant-major).
+        In stop mode the first non-finite value stops the audit at once.
+        """
+        batch = self._batch
+        assert batch is not None
+        b = len(batch.paths)
+        bad = ~torch.isfinite(logits.detach()).view(-1, b, logits.shape[-1]).all(dim=2).all(dim=0)
+        if not bool(bad.any()):
+            return
+        mask = bad.cpu().numpy()
+        self._nonfinite[run] = self._nonfinite.get(run, np.zeros(b, dtype=bool)) | mask
+        if self.config.on_bad_image != "skip" or (b > 1 and bool(mask.all())):
+            raise self._nonfinite_error(run, mask)
+
+    def _nonfinite_error(self, run: str, mask: np.ndarray) -> NonFiniteLogitsError:
+        batch = self._batch
+        assert batch is not None
+        idx = np.flatnonzero(mask)
+        shown = []
+        for i in idx[:5]:
+            where = f" ({batch.where[int(i)]})" if batch.where else ""
+            shown.append(f"{batch.paths[int(i)]}{where}")
+        more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
+        if len(idx) == len(mask) and len(mask) > 1:
+            cause = (f"on every image of a batch of {len(mask)}: the checkpoint is broken "
+                     "(e.g. training diverged); retrain or leave this run out")
+        else:
+            cause = ("; pass --on-bad-image skip to leave such images out (they are listed in rejected.csv)")
+            cause = f"on {len(idx)} image(s): {', '.join(shown)}{more}{cause}"
+        if self.config.amp:
+            cause += " (mixed precision can overflow: try without --amp)"
+        return NonFiniteLogitsError(
+            f"run {run!r} (group {self.group!r}, dataset {self.dataset!r}) gives non-finite logits "
+            f"(NaN or infinity) {cause}",
+            run,
+            [int(batch.indices[int(i)]) for i in idx],
+        )
+
     def process(self, batch: BatchInput, rows: RowBuffer, generator: torch.Generator) -> dict[str, Tensor]:
-        """Add every row of this batch to ``rows``; return the clean maps per run."""
+        """Add every row of this batch to ``rows``; return the clean maps per run.
+
+        Rows are added only when every pass of every run gave finite logits for the images
+        they describe; see the module docstring for what happens otherwise.
+        """
+        self._nonfinite = {}
+        self._batch = batch
+        deferred: list[dict[str, object]] = []
+        try:
+            clean_maps = self._process(batch, deferred, generator)
+        finally:
+            self._batch = None
+        if self._nonfinite:
+            bad = np.logical_or.reduce(list(self._nonfinite.values()))
+            culprits = ", ".join(repr(r) for r in sorted(r for r, m in self._nonfinite.items() if m.any()))
+            for i in np.flatnonzero(bad):
+                self.rejected.append((int(batch.indices[int(i)]),
+                                      f"non-finite logits (NaN or infinity) from run {culprits} of group "
+                                      f"{self.group!r}; left out of this group's results"))
+            keep = np.flatnonzero(~bad)
+            if keep.size == 0:
+                return {}
+            return self.process(batch.subset(keep), rows, generator)
+        for kwargs in deferred:
+            rows.add(**kwargs)  # type: ignore[arg-type]
+        for name, maps in clean_maps.items():
+            self.aggregates.add_maps(name, maps)
+        return clean_maps
+
+    def _process(self, batch: BatchInput, rows: list[dict[str, object]], generator: torch.Generator) -> dict[str, Tensor]:
+        """Compute every row of this batch into ``rows`` (keyword arguments of :meth:`RowBuffer.add`)."""
         cfg = self.config
         x = batch.images
         target = self._target(batch)
@@ -145,7 +256,7 @@ class BatchAuditor:
 
         def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor) -> None:
             vals = _np(values) if isinstance(values, Tensor) else values
-            rows.add(
+            rows.append(dict(
                 dataset=self.dataset,
                 paths=batch.paths,
                 indices=batch.indices,
@@ -155,7 +266,7 @@ class BatchAuditor:
                 measure=measure,
                 variant=variant,
                 values=vals,
-            )
+            ))
 
         # Image variants shared by every run: made once per batch.
         noisy_levels = [a for a in cfg.noise_levels if a > 0] if "noise" in self.measures else []
@@ -166,9 +277,9 @@ class BatchAuditor:
         clean_maps: dict[str, Tensor] = {}
         for run in self.runs:
             clean = run.extractor(x, target=target)
+            self._flag(run.name, clean.logits)
             maps = clean.maps.detach()
             clean_maps[run.name] = maps
-            self.aggregates.add_maps(run.name, maps)
             score = self._score(clean.logits)
             add(run.name, "score", "", score)
             add(run.name, "correct", "", self._correct(clean.logits, batch.labels))
@@ -255,17 +366,19 @@ class BatchAuditor:
         by_level: dict[float, tuple[Tensor, Tensor, Tensor]] = {0.0: (maps, score, logits)}
         for a, out in zip(noisy_levels, outs):
             by_level[a] = (out.maps.detach(), self._score(out.logits), out.logits)
-        curves: dict[str, list[np.ndarray]] = {"score": [], "ssim": [], "entropy": []}
+        curves: dict[str, list[np.ndarray]] = {"score": [], "correct": [], "ssim": [], "entropy": []}
         for a in levels:
             m, s, lg = by_level[a]
             name = noise_variant_name(a)
             ssim_v = _np(similarity.ssim_maps(m, maps))
             ent_v = _np(entropy.normalized_histogram_entropy(m))
             add(run, "noise_score", name, s)
-            add(run, "noise_correct", name, self._correct(lg, labels))
+            correct_v = self._correct(lg, labels)
+            add(run, "noise_correct", name, correct_v)
             add(run, "noise_ssim", name, ssim_v)
             add(run, "noise_entropy", name, ent_v)
             curves["score"].append(_np(s))
+            curves["correct"].append(correct_v)
             curves["ssim"].append(ssim_v)
             curves["entropy"].append(ent_v)
         xs = np.asarray(levels, dtype=np.float64)
@@ -307,7 +420,9 @@ class BatchAuditor:
 
         @torch.no_grad()
         def score_fn(images: Tensor) -> Tensor:
-            probs = torch.softmax(model(images).float(), dim=1)
+            logits = model(images)
+            self._flag(run.name, logits)
+            probs = torch.softmax(logits.float(), dim=1)
             return probs.gather(1, tgt.repeat(images.shape[0] // tgt.shape[0], 1)).squeeze(1)
 
         steps = self.config.deletion_steps

@@ -68,6 +68,13 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["stop", "skip"],
         help="stop (default) at the first bad image with its file and line, or skip it and list it in rejected.csv",
     )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="accept run folders whose model.pt is a pickled whole model (torch.save(model)); unpickling "
+        "can run arbitrary code from the file, so use it only for files you trust (command line only, "
+        "never read from --config)",
+    )
     p.add_argument("--engine", choices=["local", "ray"], help="local (default) or ray (distributed)")
     p.add_argument("--address", help="address of an existing Ray cluster (with --engine ray), e.g. auto or ray://head:10001")
     p.add_argument("--compare-with", metavar="AUDIT_DIR", help="another audit folder to compare with in the report")
@@ -204,6 +211,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         report=not args.no_report,
         compare_with=compare_with,
+        trust_pickle=bool(getattr(args, "trust_pickle", False)),
     )
     print(f"results: {result.results_dir}")
     if result.summary_path:
@@ -222,7 +230,12 @@ def run_report_command(args: argparse.Namespace) -> int:
     out = Path(args.audit_dir)
     if not (out / "audit.json").exists():
         raise InputError("not an audit folder (no audit.json inside)", out)
-    write_summary(out)
-    path = write_report(out, compare_with=args.compare_with)
+    try:
+        write_summary(out)
+        path = write_report(out, compare_with=args.compare_with)
+    except OSError as err:  # full disk, permissions
+        from salience_audit.audit.store import StoreWriteError
+
+        raise StoreWriteError(f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}") from err
     print(f"report: {path}")
     return 0

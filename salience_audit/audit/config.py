@@ -106,7 +106,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         elif path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.constructor.ConstructorError as err:
+                mark = err.problem_mark
+                raise InputError(
+                    f"refused: {err.problem}; config files may hold plain data only (they are read with "
+                    "yaml.safe_load, which never builds Python objects)",
+                    path,
+                    None if mark is None else mark.line + 1,
+                ) from err
         else:
             raise InputError("config file must end in .yaml, .yml or .toml", path)
     except InputError:

@@ -8,6 +8,8 @@ the dataset is kept during the audit.
 
 from __future__ import annotations
 
+import csv
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +24,27 @@ from salience_audit.data.sample import Sample
 from salience_audit.salience.extract import SalienceExtractor
 
 
+def _rejected_keys(out: Path) -> set[tuple[str, int]]:
+    """(path as in the manifest, line) of the images in ``rejected.csv`` (left out during the pass)."""
+    path = out / "rejected.csv"
+    if not path.exists():
+        return set()
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {(row["path"], int(row["line"] or 0)) for row in csv.DictReader(fh)}
+
+
 def _pick(out: Path, datasets: dict[str, list[Sample]], config: AuditConfig) -> list[tuple[str, int, str]]:
-    """(dataset, index, reason) of the gallery images, without duplicates."""
+    """(dataset, index, reason) of the gallery images, without duplicates or rejected images."""
+    rejected = _rejected_keys(out)
+
+    def usable(ds: str, i: int) -> bool:
+        s = datasets[ds][i]
+        return (s.key or s.path, s.line) not in rejected
+
     picks: list[tuple[str, int, str]] = []
     for name, samples in datasets.items():
-        for i in range(min(config.gallery_size, len(samples))):
+        good = (i for i in range(len(samples)) if usable(name, i))
+        for i in itertools.islice(good, max(config.gallery_size, 0)):
             picks.append((name, i, "example"))
     if "stability" in config.measures:
         rows = ResultStore(out).read_rows(
@@ -46,7 +64,7 @@ def _pick(out: Path, datasets: dict[str, list[Sample]], config: AuditConfig) -> 
     seen: set[tuple[str, int]] = set()
     unique = []
     for ds, idx, reason in picks:
-        if (ds, idx) not in seen:
+        if (ds, idx) not in seen and ds in datasets and usable(ds, idx):
             seen.add((ds, idx))
             unique.append((ds, idx, reason))
     return unique

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,13 @@ from salience_audit.audit import engines
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.plan import plan_shards
 from salience_audit.audit.preflight import preflight
-from salience_audit.audit.store import ResultStore, atomic_save_npz, atomic_write_json, atomic_write_text
+from salience_audit.audit.store import (
+    ResultStore,
+    StoreWriteError,
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+)
 from salience_audit.audit.worker import RunRef, ShardReport
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
@@ -42,7 +49,7 @@ class AuditResult:
     rejected: int
 
 
-def _run_refs(groups: Mapping[str, Sequence[RunLike]]) -> dict[str, list[RunRef]]:
+def _run_refs(groups: Mapping[str, Sequence[RunLike]], trust_pickle: bool = False) -> dict[str, list[RunRef]]:
     """Normalise group members to :class:`RunRef` with unique run names."""
     out: dict[str, list[RunRef]] = {}
     seen: dict[str, str] = {}
@@ -63,7 +70,7 @@ def _run_refs(groups: Mapping[str, Sequence[RunLike]]) -> dict[str, list[RunRef]
                     meta = json.loads((path / "run.json").read_text(encoding="utf-8"))
                 except (OSError, json.JSONDecodeError) as err:
                     raise InputError(f"cannot read run.json: {err}", path / "run.json") from err
-                ref = RunRef(name=str(meta.get("name") or path.name), path=str(path))
+                ref = RunRef(name=str(meta.get("name") or path.name), path=str(path), trust_pickle=trust_pickle)
             if ref.name in seen:
                 raise InputError(f"run name {ref.name!r} appears in groups {seen[ref.name]!r} and {group!r}")
             seen[ref.name] = group
@@ -104,6 +111,7 @@ def run_audit(
     progress: bool = True,
     report: bool = True,
     compare_with: str | Path | None = None,
+    trust_pickle: bool = False,
 ) -> AuditResult:
     """Audit every run of every group on every dataset and write results, summary and report.
 
@@ -115,6 +123,8 @@ def run_audit(
         ood_datasets: names among ``datasets`` that are out-of-set (compared with the others).
         engine: ``local`` or ``ray``; ``address``: an existing Ray cluster.
         compare_with: another audit folder to compare against in the report.
+        trust_pickle: accept run folders whose ``model.pt`` is a pickled whole model
+            (unpickling runs code from the file: only for files you trust).
     """
     config = config or AuditConfig()
     out = Path(out_dir)
@@ -130,7 +140,13 @@ def run_audit(
                 f"stability needs at least two runs per group; group(s) {lonely} have one. "
                 "Add runs (different seeds) or leave 'stability' out of the measures."
             )
-    refs = _run_refs(groups)
+        if lonely:
+            warnings.warn(
+                f"stability needs at least two runs per group; group(s) {lonely} have one run, "
+                "so their stability is skipped (the other groups' stability is computed)",
+                stacklevel=2,
+            )
+    refs = _run_refs(groups, trust_pickle=trust_pickle)
     store = ResultStore(out)
     store.prepare()
 
@@ -155,7 +171,8 @@ def run_audit(
     _check_resume_compatible(out, meta)
 
     shards = plan_shards(list(refs), checked, config.shard_size)
-    pending = [s for s in shards if not store.is_done(s.id)]
+    done = set(store.verify_done(s.id for s in shards))
+    pending = [s for s in shards if s.id not in done]
     jobs = [(s, refs[s.group], checked[s.dataset]) for s in pending]
     bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=not progress)
     bar.update(sum(len(s) for s in shards if s not in pending))
@@ -245,8 +262,14 @@ def finalize(
         from salience_audit.report.html import write_report
         from salience_audit.report.summary import write_summary
 
-        summary_path = write_summary(out)
-        report_path = write_report(out, compare_with=compare_with)
+        try:
+            summary_path = write_summary(out)
+            report_path = write_report(out, compare_with=compare_with)
+        except OSError as err:  # full disk, permissions: the results themselves are complete
+            raise StoreWriteError(
+                f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}; "
+                f"the per-sample results are complete - free the space and run 'salience-audit report {out}'"
+            ) from err
     return AuditResult(out, store.results_dir, summary_path, report_path, int(len(rejected_df)))
 
 

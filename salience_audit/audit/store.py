@@ -41,12 +41,24 @@ class StoreWriteError(SalienceAuditError):
     """The output folder cannot be written (full disk, permissions)."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp creates 0600; give the file the usual umask-based mode, so results in a
+        # shared output folder (multi-node audits) stay readable by the other nodes.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         write(Path(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -163,7 +175,7 @@ class ResultStore:
         except OSError as err:
             raise StoreWriteError(f"{self.results_dir}: output folder is not writable: {err.strerror or err}") from err
         for folder in (self.results_dir, self.aggregates_dir):
-            for stale in folder.glob(".*.tmp"):
+            for stale in folder.glob(".*.tmp"):  # left by an interrupted write: never trusted
                 stale.unlink(missing_ok=True)
 
     def shard_path(self, shard_id: str) -> Path:
@@ -175,6 +187,30 @@ class ResultStore:
     def is_done(self, shard_id: str) -> bool:
         """A shard is done when its Parquet file exists (it is only ever renamed into place complete)."""
         return self.shard_path(shard_id).exists()
+
+    def verify_done(self, shard_ids: Iterable[str]) -> list[str]:
+        """Shards among ``shard_ids`` whose files exist *and* read as Parquet; the others are redone.
+
+        Our writes are atomic, but a shard file can still be cut short by something outside
+        the audit (a failed copy or sync of the folder). Reading the footer costs one small
+        read per file. An unreadable file is moved aside to a hidden ``.<name>.corrupt`` (never
+        read as a result) and its shard is reported as not done.
+        """
+        done: list[str] = []
+        for shard_id in shard_ids:
+            path = self.shard_path(shard_id)
+            if not path.exists():
+                continue
+            try:
+                meta = pq.read_metadata(path)
+                ok = meta.schema.to_arrow_schema().names == ROW_SCHEMA.names
+            except (OSError, pa.ArrowException):
+                ok = False
+            if ok:
+                done.append(shard_id)
+            else:
+                os.replace(path, path.with_name(f".{path.name}.corrupt"))
+        return done
 
     def write_shard(self, shard_id: str, rows: RowBuffer, side: dict[str, np.ndarray] | None = None) -> None:
         """Write the side aggregates, then the rows (the rows file marks the shard done)."""

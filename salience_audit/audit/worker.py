@@ -36,14 +36,16 @@ class RunRef:
     name: str
     path: str | None = None
     model: AuditModel | None = None
+    trust_pickle: bool = False
+    """Allow a ``model.pt`` that is a pickled whole model (runs code from the file; see ``load_run``)."""
 
     def load(self, device: torch.device) -> AuditModel:
         if self.model is not None:
             return self.model.to(device).eval()
         assert self.path is not None
-        key = f"{self.path}@{device}"
+        key = f"{self.path}@{device}@{self.trust_pickle}"
         if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_run(self.path).to(device).eval()
+            _MODEL_CACHE[key] = load_run(self.path, trust_pickle=self.trust_pickle).to(device).eval()
         return _MODEL_CACHE[key]
 
 
@@ -85,6 +87,10 @@ class TolerantDataset(Dataset):
         except InputError as err:
             if not self.skip:
                 raise
+            sample = self.samples[i]
+            problem = err.problem
+            if err.path is not None and sample.human_map is not None and err.path == str(sample.human_map):
+                problem = f"human map {err.path}: {problem}"
             size = self.base.size
             map_size = getattr(self.base, "map_size", None) or size
             return {
@@ -94,7 +100,7 @@ class TolerantDataset(Dataset):
                 "human_map": torch.zeros(map_size, map_size),
                 "has_human_map": False,
                 "ok": False,
-                "error": err.problem,
+                "error": problem,
             }
 
 
@@ -116,7 +122,8 @@ def run_shard(
 ) -> ShardReport:
     """Audit ``samples[shard.start:shard.stop]`` with every run of ``shard.group``; write the shard.
 
-    ``samples`` is the whole dataset (so that row indices are dataset positions).
+    ``samples`` is the whole dataset, or only the shard's own samples (``len(samples) ==
+    len(shard)``, what the Ray engine sends); row indices are dataset positions either way.
     """
     t0 = time.perf_counter()
     store = ResultStore(out_dir)
@@ -132,7 +139,9 @@ def run_shard(
     extractors = [RunExtractor(ref.name, SalienceExtractor(m, config.method)) for ref, m in zip(runs, models)]
     auditor = BatchAuditor(extractors, config, shard.dataset, shard.group, input_size)
 
-    shard_samples = samples[shard.start : shard.stop]
+    shard_samples = list(samples) if len(samples) == len(shard) else samples[shard.start : shard.stop]
+    if len(shard_samples) != len(shard):
+        raise InputError(f"shard {shard.id}: expected {len(shard)} samples, got {len(shard_samples)}")
     base = ImageDataset(shard_samples, input_size, map_size=input_size)
     data = TolerantDataset(base, shard_samples, skip=config.on_bad_image == "skip")
     loader = DataLoader(
@@ -167,6 +176,7 @@ def run_shard(
                 paths=[s.key or s.path for s in sel],
                 human_maps=batch["human_map"][keep].to(device),
                 has_human_map=batch["has_human_map"][keep].to(device),
+                where=[f"{s.source}:{s.line}" if s.source and s.line else (s.source or s.path) for s in sel],
             )
             gen = _batch_generator(config.seed, shard.dataset, int(inp.indices[0]), device)
             if autocast is not None:
@@ -177,6 +187,9 @@ def run_shard(
     finally:
         for e in extractors:
             e.extractor.close()
+    for index, reason in auditor.rejected:  # non-finite logits (skip mode); index is a dataset position
+        s = shard_samples[index - shard.start]
+        rejected.append((s.key or s.path, s.line, reason))
     side: dict[str, np.ndarray] = {}
     for run_name, total in auditor.aggregates.map_sums.items():
         side[f"mapsum::{run_name}::{shard.dataset}"] = total

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -36,11 +36,14 @@ MAX_LEVEL = 10.0
 LEVEL_STEPS = 100
 """Levels are k / 10 for k = 0..100."""
 
-ANCHOR_LEVELS: tuple[float, ...] = (10.0, 4.9, 3.7, 2.5, 1.2, 0.0)
-"""Levels whose blur ``guided_blur`` computes exactly: sigma = 0, 0.68, 1.58, 3.16, 6.00, 10."""
+ANCHOR_LEVELS: tuple[float, ...] = (10.0, 4.5, 2.8, 1.5, 0.5, 0.0)
+"""Levels whose blur ``guided_blur`` computes: sigma = 0, 0.92, 2.69, 5.22, 8.15, 10."""
 
 FACTOR_TOL = 1e-4
 """Frequencies whose gain is at most this are dropped from an anchor blur (RMS change <= 1e-4)."""
+
+_REFERENCE_SIZE = 224.0
+"""Image size at which the fit's spectral weight is 1 / (1 + k^2 + l^2) up to scale."""
 
 Mode = Literal["background", "object"]
 Baseline = Literal["blur", "zero"]
@@ -180,12 +183,12 @@ def _check_maps(maps_up: Tensor) -> None:
 
 
 def _level_indices(maps_up: Tensor) -> Tensor:
-    """k = 10 L as int64 in 0..100 (see :func:`blur_levels`): round(100 G_5(S) / max G_5(S))."""
+    """k = 10 L as int32 in 0..100 (see :func:`blur_levels`): round(100 G_5(S) / max G_5(S))."""
     _check_maps(maps_up)
     smooth = gaussian_blur(maps_up.to(_compute_dtype(maps_up)), MAP_SIGMA)
     peak = smooth.amax(dim=(-2, -1), keepdim=True)
     scale = torch.where(peak > 0, (MAX_LEVEL * 10.0) / peak, torch.zeros_like(peak))
-    return torch.round(smooth * scale).clamp_(0, LEVEL_STEPS).to(torch.int64)
+    return torch.round(smooth * scale).clamp_(0, LEVEL_STEPS).to(torch.int32)
 
 
 def blur_levels(maps_up: Tensor) -> Tensor:
@@ -203,17 +206,17 @@ def _anchor_coefficients(height: int, width: int) -> Tensor:
 
     In the DCT basis every blur is the separable gain Phi_s(k, l) = lambda_s^H(k) lambda_s^W(l).
     For each level s, c[s] minimises sum_{k,l} w(k,l) (Phi_s - sum_a c_a Phi_a)^2 subject to
-    sum_a c_a = 1 (the mean is kept exactly), with w = 1 / (1 + k^2 + l^2), the power spectrum
-    of natural images. Levels whose blur equals an anchor's (the anchors themselves and every
+    sum_a c_a = 1 (the mean is kept exactly), with w = 1 / (224^-2 + (k/H)^2 + (l/W)^2), the
+    1/f^2 power spectrum of natural images (f in half-cycles per pixel). Levels whose blur equals an anchor's (the anchors themselves and every
     level with kernel radius 0, i.e. the identity) get that anchor exactly (one-hot).
     """
     sigmas = [float(level_to_sigma(k / 10.0)) for k in range(LEVEL_STEPS + 1)]
     anchors = [round(level * 10) for level in ANCHOR_LEVELS]
     lam_h = torch.stack([_gains(height, s) for s in sigmas])  # [S, H]
     lam_w = torch.stack([_gains(width, s) for s in sigmas])  # [S, W]
-    kh = torch.arange(height, dtype=torch.float64).unsqueeze(1)
-    kw = torch.arange(width, dtype=torch.float64).unsqueeze(0)
-    weight = 1.0 / (1.0 + kh**2 + kw**2)
+    fh = torch.arange(height, dtype=torch.float64).unsqueeze(1) / height
+    fw = torch.arange(width, dtype=torch.float64).unsqueeze(0) / width
+    weight = 1.0 / (_REFERENCE_SIZE**-2 + fh**2 + fw**2)
     a_h, a_w = lam_h[anchors], lam_w[anchors]  # [A, H], [A, W]
     gram = torch.einsum("ak,bk,kl,al,bl->ab", a_h, a_h, weight, a_w, a_w)
     rhs = torch.einsum("sk,ak,kl,sl,al->as", lam_h, a_h, weight, lam_w, a_w)  # [A, S]
@@ -223,7 +226,8 @@ def _anchor_coefficients(height: int, width: int) -> Tensor:
     kkt[:n_anchor, n_anchor] = 1.0
     kkt[n_anchor, :n_anchor] = 1.0
     rhs = torch.cat([rhs, torch.ones(1, rhs.shape[1], dtype=torch.float64)])
-    coef = torch.linalg.solve(kkt, rhs)[:n_anchor].T.contiguous()  # [S, A]
+    # least squares also covers tiny images, where several anchors coincide (singular system)
+    coef = torch.linalg.lstsq(kkt, rhs, driver="gelsd").solution[:n_anchor].T.contiguous()  # [S, A]
     for s in range(LEVEL_STEPS + 1):
         for a, idx in enumerate(anchors):
             if torch.equal(lam_h[s], lam_h[idx]) and torch.equal(lam_w[s], lam_w[idx]):
@@ -231,6 +235,33 @@ def _anchor_coefficients(height: int, width: int) -> Tensor:
                 coef[s, a] = 1.0
                 break
     return coef
+
+
+def _anchor_blurs(x: Tensor) -> Iterator[Tensor]:
+    """G_sigma(x) for the sigma of each of ``ANCHOR_LEVELS``, in order.
+
+    The low-rank anchors all start with the same projection onto the leading DCT
+    frequencies (C_K x C_K^T, K their largest cut): it is computed once and each of them
+    only expands its own K x K corner back, (C_K^T diag lambda) Z_K (diag lambda C_K).
+    """
+    height, width = x.shape[-2], x.shape[-1]
+    plans = []
+    for level in ANCHOR_LEVELS:
+        sigma = float(level_to_sigma(level))
+        rows = _factors_on(height, sigma, FACTOR_TOL, TRUNCATE, x.device, x.dtype)
+        cols = _factors_on(width, sigma, FACTOR_TOL, TRUNCATE, x.device, x.dtype)
+        plans.append((sigma, rows, cols, len(rows) == 2 and len(cols) == 2))
+    low_rank = [(rows, cols) for _, rows, cols, shared in plans if shared]
+    if low_rank:
+        reduce_rows = max((rows[1] for rows, _ in low_rank), key=len)
+        reduce_cols = max((cols[1] for _, cols in low_rank), key=len)
+        projected = torch.matmul(torch.matmul(reduce_rows, x), reduce_cols.T)
+    for sigma, rows, cols, shared in plans:
+        if shared:
+            corner = projected[..., : rows[1].shape[0], : cols[1].shape[0]]
+            yield torch.matmul(torch.matmul(rows[0], corner), cols[0].T)
+        else:
+            yield _blur_last2(x, sigma, FACTOR_TOL)
 
 
 def guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -> Tensor:
@@ -257,17 +288,20 @@ def guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -> Tens
         )
     if mode not in ("background", "object"):
         raise ValueError(f"mode must be 'background' or 'object', got {mode!r}")
+    if b == 0:
+        return x01.clone()
     dtype = _compute_dtype(x01)
     x = x01.to(dtype)
     index = _level_indices(maps_up.to(x.device))
     if mode == "object":
         index = LEVEL_STEPS - index
     coef = _anchor_coefficients(height, width).T.to(device=x.device, dtype=dtype).contiguous()  # [A, 101]
-    flat_index = index.flatten()
-    out = torch.zeros_like(x)
-    for a, level in enumerate(ANCHOR_LEVELS):
-        weight = coef[a].index_select(0, flat_index).view(b, 1, height, width)  # c_a(L) per pixel
-        out.addcmul_(_blur_last2(x, float(level_to_sigma(level)), FACTOR_TOL), weight)
+    levels = index.reshape(-1)
+    out: Tensor | None = None
+    for a, blurred in enumerate(_anchor_blurs(x)):
+        weight = coef[a].index_select(0, levels).view(b, 1, height, width)  # c_a(L) per pixel
+        out = blurred * weight if out is None else out.addcmul_(blurred, weight)
+    assert out is not None  # ANCHOR_LEVELS is not empty
     return out.to(x01.dtype)
 
 

@@ -8,6 +8,7 @@ the state dict (which therefore equals the wrapped module's, with a ``module.`` 
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Sequence
 from difflib import get_close_matches
 from pathlib import Path
@@ -205,13 +206,28 @@ RUN_FILE = "run.json"
 MODEL_FILE = "model.pt"
 
 
-def load_run(run_dir: str | Path) -> AuditModel:
+def _check_finite(module: nn.Module, path: Path) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training run): they give garbage logits."""
+    bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(
+            f"checkpoint holds non-finite values (NaN or infinity) in {len(bad)} tensor(s), e.g. "
+            f"{', '.join(bad[:3])}; the training probably diverged - retrain this run or leave it out",
+            path,
+        )
+
+
+def load_run(run_dir: str | Path, trust_pickle: bool = False) -> AuditModel:
     """Load a training run folder: ``run.json`` metadata + ``model.pt`` state dict.
 
     ``run.json`` keys: ``arch``, ``num_classes``, ``input_size``, ``mean``, ``std``,
     ``cam_layer``, ``classifier_layer`` and ``name`` (or ``seed``, giving ``<arch>-seed<k>``).
     The architecture is rebuilt without pretrained weights and the state dict is loaded
-    with ``weights_only=True``. Raises ``InputError`` naming the file at fault.
+    with ``weights_only=True``. A ``model.pt`` holding a pickled whole model is refused
+    (unpickling runs code from the file) unless ``trust_pickle=True`` (command line:
+    ``--trust-pickle``); that model is then used as it is, with the layers named in
+    ``run.json``. Weights holding NaN or infinity are refused. Raises ``InputError`` naming
+    the file at fault.
     """
     run_dir = Path(run_dir)
     meta_path = run_dir / RUN_FILE
@@ -230,7 +246,26 @@ def load_run(run_dir: str | Path) -> AuditModel:
         raise InputError(str(exc), meta_path) from exc
     num_classes = int(meta.get("num_classes", 2))
     name = meta.get("name") or (f"{arch}-seed{meta['seed']}" if "seed" in meta else run_dir.name)
-    module = build_model(arch, num_classes=num_classes, weights=run_dir / MODEL_FILE)
+    weights = run_dir / MODEL_FILE
+    try:
+        module = build_model(arch, num_classes=num_classes, weights=weights)
+    except InputError as exc:
+        if not isinstance(exc.__cause__, pickle.UnpicklingError):
+            raise
+        if not trust_pickle:
+            raise InputError(
+                "the file holds a pickled Python object (e.g. a whole model saved with torch.save(model)), "
+                "not a state dict; loading it can execute arbitrary code, so it is refused. Pass "
+                "--trust-pickle (Python: load_run(..., trust_pickle=True)) only for a file you trust, or "
+                "re-save it as model.state_dict()",
+                weights,
+            ) from exc
+        module = load_trusted_module(weights, trust=True)
+        if not any(isinstance(m, nn.Conv2d) for m in module.modules()):
+            raise InputError(
+                f"the pickled model ({type(module).__name__}) has no convolutional layer for CAM", weights
+            ) from None
+    _check_finite(module, weights)
     try:
         return AuditModel(
             module,

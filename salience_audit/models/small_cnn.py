@@ -23,9 +23,10 @@ def _conv_bn_relu(in_channels: int, out_channels: int, stride: int) -> nn.Sequen
 
 
 class SmallCNN(nn.Module):
-    """Four conv-BN-ReLU stages, global average pooling and a linear classifier.
+    """Five conv-BN-ReLU layers, global average pooling and a linear classifier.
 
-    Spatial resolution is divided by 8 (64 px -> 8 x 8 maps in ``features``); channel
+    The three stem layers have stride 2, so the resolution is divided by 8 (64 px -> 8 x 8
+    maps in ``features``, two stride-1 layers) and no layer runs at full resolution; channel
     widths are ``width, 2*width, 4*width, 4*width``.
 
     Args:
@@ -38,13 +39,13 @@ class SmallCNN(nn.Module):
         if num_classes < 1 or width < 1:
             raise ValueError(f"num_classes and width must be positive, got {num_classes}, {width}")
         self.stem = nn.Sequential(
-            _conv_bn_relu(3, width, stride=1),
+            _conv_bn_relu(3, width, stride=2),
             _conv_bn_relu(width, 2 * width, stride=2),
             _conv_bn_relu(2 * width, 4 * width, stride=2),
         )
         # Last spatial block: its output is the CAM layer.
         self.features = nn.Sequential(
-            _conv_bn_relu(4 * width, 4 * width, stride=2),
+            _conv_bn_relu(4 * width, 4 * width, stride=1),
             _conv_bn_relu(4 * width, 4 * width, stride=1),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

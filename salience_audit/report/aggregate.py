@@ -62,7 +62,8 @@ def expand_pairs(frame: pd.DataFrame) -> pd.DataFrame:
 
 def with_pooled(values: pd.DataFrame, in_set: Sequence[str]) -> pd.DataFrame:
     """``values`` plus a copy of its in-set rows under the dataset :data:`POOLED` (2+ in-set datasets)."""
-    present = [d for d in in_set if d in set(values["dataset"])]
+    found = set(values["dataset"].unique())
+    present = [d for d in in_set if d in found]
     if len(present) < 2:
         return values
     pooled = values[values["dataset"].isin(present)].copy()

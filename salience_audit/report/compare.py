@@ -1,8 +1,8 @@
 """Side-by-side comparison of the headline numbers of two audits (e.g. two architectures).
 
 Each audit is labelled by its folder name (with the parent folder added when both
-folders have the same name). Rows: every headline measure (see ``findings``) and the
-detection accuracy / ROC-AUC, per group name found in either audit.
+folders have the same name). Rows: every primary headline measure (see ``findings``) and
+the detection accuracy / ROC-AUC, per group name found in either audit.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def _headline(summary: Summary) -> dict[tuple[str, str, str], Mapping[str, Any]]
     """``{(label, variant, group): {"mean", "ci_low", "ci_high", "n"}}`` of the headline rows."""
     out: dict[tuple[str, str, str], Mapping[str, Any]] = {}
     for f in summary.get("findings") or []:
+        if not f.get("primary", True):
+            continue
         for group, rec in f["per_group"].items():
             out[(f["title"], f["variant"], group)] = rec
     dataset = summary.get("headline_dataset")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from salience_audit.report import selection as selection_mod
+from salience_audit.report.aggregate import POOLED
 from salience_audit.report.curves import noise_amount
 from salience_audit.report.document import (
     Block,
@@ -30,7 +31,6 @@ from salience_audit.report.measure_info import MEASURES, NOISE_CURVES, direction
 from salience_audit.report.plotstyle import FigureOut
 from salience_audit.report.tables import (
     dataset_label,
-    datasets_with_pooled,
     findings_table,
     has_measure,
     stats_table,
@@ -88,10 +88,15 @@ def _measure_intro(measure: str, variant: str = "") -> Paragraph:
 
 
 def measure_blocks(summary: Summary, measure: str, variants: Sequence[str] = ("",), level: int = 3) -> list[Block]:
-    """Heading, question, stats table and tests table of one measure (each variant in turn)."""
+    """Heading, question, stats table and tests table of one measure (each variant in turn).
+
+    Secondary measures (see :class:`MeasureInfo`) are wrapped in a collapsed :class:`Details`.
+    """
     present = [v for v in variants if has_measure(summary, measure, v)]
     if not present:
         return []
+    if measure in MEASURES and not info(measure).primary and level == 3:
+        return [Details(f"{info(measure).title} (secondary)", measure_blocks(summary, measure, variants, level=4))]
     blocks: list[Block] = [Heading(info(measure).title, level, anchor=f"m-{slug(measure)}"), _measure_intro(measure)]
     for v in present:
         if len(present) > 1:
@@ -128,9 +133,17 @@ def overview_section(summary: Summary) -> Section:
         blocks.append(Paragraph("No group was recognised as salience-guided or plain (from the runs' 'loss', "
                                 "'family' or 'alpha' metadata or the group names), so the study's directions are "
                                 "shown but not checked.", "note"))
+    n_rejected = (summary.get("audit") or {}).get("rejected")
+    if isinstance(n_rejected, int) and n_rejected > 0:
+        blocks.append(Paragraph(f"{n_rejected} image(s) could not be used (unreadable files, or models giving "
+                                "non-finite scores) and were left out; each is listed with its reason in "
+                                "rejected.csv next to this report's folder.", "note"))
     blocks.append(Heading("Summary of findings", 3))
-    table = findings_table(summary)
+    table = findings_table(summary, primary=True)
     blocks.append(table if table else Paragraph("No measure values were found in this audit.", "note"))
+    secondary = findings_table(summary, primary=False)
+    if secondary:
+        blocks.append(Details("Secondary measures (alternative forms and controls)", [secondary]))
     return Section("overview", "Overview", blocks)
 
 
@@ -146,7 +159,7 @@ def detection_section(summary: Summary, figs: _Figures) -> Section | None:
     per_group = det.get("per_group") or []
     if not per_group:
         return None
-    order = {d: i for i, d in enumerate(datasets_with_pooled(summary) + list(summary["datasets"]))}
+    order = {d: i for i, d in enumerate([*summary["datasets"], POOLED])}
     group_order = {g: i for i, g in enumerate(summary["groups"])}
     rows = []
     for rec in sorted(per_group, key=lambda r: (order.get(r["dataset"], 99), group_order.get(r["group"], 99))):
@@ -179,7 +192,8 @@ def entropy_section(summary: Summary, figs: _Figures) -> Section | None:
 
 
 def _noise_variants(summary: Summary, measure: str) -> list[str]:
-    found = {r["variant"] for r in summary["stats"] if r["measure"] == measure and noise_amount(r["variant"]) is not None}
+    found = {r["variant"] for r in summary["stats"]
+             if r["measure"] == measure and noise_amount(r["variant"]) is not None}
     return sorted(found, key=lambda v: noise_amount(v) or 0.0)
 
 
@@ -214,7 +228,8 @@ def out_of_set_blocks(summary: Summary, figs: _Figures) -> list[Block]:
             l1 = [r["l1"] for r in recs if is_number(r.get("l1"))]
             ss = [r["ssim"] for r in recs if is_number(r.get("ssim"))]
             rows.append([Cell(group), Cell(dataset), Cell(fmt_num(sum(l1) / len(l1) if l1 else None), "num"),
-                         Cell(fmt_num(sum(ss) / len(ss) if ss else None), "num"), Cell(fmt_int(len(recs)), "num muted")])
+                         Cell(fmt_num(sum(ss) / len(ss) if ss else None), "num"),
+                         Cell(fmt_int(len(recs)), "num muted")])
         blocks.append(Table(["Group", "Out-of-set dataset", "Mean-map L1 distance", "Mean-map SSIM", "Runs"], rows,
                             "Distance between the run's in-set mean map and its out-of-set mean map, averaged over "
                             "runs (L1: 0 = identical; SSIM: 1 = identical)."))
@@ -318,7 +333,8 @@ def gallery_section(summary: Summary, figs: _Figures, items: Sequence[Mapping[st
                       "audit for the stated reason.")
     rows = [[Cell(str(k + 1), "num"), Cell(it["reason"]), Cell(it["name"]), Cell(it["dataset"]), Cell(it["label"]),
              Cell(it["path"], "muted")] for k, it in enumerate(items)]
-    table = Table(["#", "Reason", "File name", "Dataset", "True class", "Path"], rows, "Images of the gallery, in order.")
+    table = Table(["#", "Reason", "File name", "Dataset", "True class", "Path"], rows,
+                  "Images of the gallery, in order.")
     return Section("gallery", "Gallery", [intro, *blocks, table])
 
 
@@ -427,7 +443,7 @@ def build_document(
     audit = summary.get("audit") or {}
     subtitle = " | ".join(x for x in (
         f"method: {audit['method']}" if audit.get("method") else "",
-        "groups: " + ", ".join(summary.get("groups") or []),
+        ("groups: " + ", ".join(summary["groups"])) if summary.get("groups") else "",
         f"created {audit['created']}" if audit.get("created") else "",
     ) if x)
     sections = [

@@ -82,7 +82,8 @@ def stability_matrices(
     if sel.empty:
         return []
     sel = sel[["group", "run", "dataset", "value"]]
-    present_in = [d for d in in_set if d in set(sel["dataset"])]
+    found = set(sel["dataset"].unique())
+    present_in = [d for d in in_set if d in found]
     if len(present_in) >= 2:
         pooled = sel[sel["dataset"].isin(present_in)].assign(dataset=POOLED)
         sel = pd.concat([sel, pooled], ignore_index=True)

@@ -29,7 +29,8 @@ def detection_per_run(rows: pd.DataFrame, in_set: Sequence[str], threshold: floa
     scores = _scores(rows)
     if scores.empty:
         return []
-    present = [d for d in in_set if d in set(scores["dataset"])]
+    found = set(scores["dataset"].unique())
+    present = [d for d in in_set if d in found]
     if len(present) >= 2:
         scores = pd.concat([scores, scores[scores["dataset"].isin(present)].assign(dataset=POOLED)], ignore_index=True)
     records = []

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
 
 from salience_audit.report.aggregate import POOLED
 from salience_audit.report.gallery import gallery_figures, mean_map_figure
@@ -48,7 +49,7 @@ def _dataset_label(summary: Summary, dataset: str) -> str:
 
 
 def _real_datasets(summary: Summary, values: pd.DataFrame | None = None) -> list[str]:
-    present = set(values["dataset"]) if values is not None else {r["dataset"] for r in summary["stats"]}
+    present = set(values["dataset"].unique()) if values is not None else {r["dataset"] for r in summary["stats"]}
     return [d for d in summary["datasets"] if d in present]
 
 
@@ -58,13 +59,15 @@ def entropy_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut | 
     sel = sel[np.isfinite(sel["value"].to_numpy())]
     if sel.empty:
         return None
-    groups = [g for g in summary["groups"] if g in set(sel["group"])]
+    found = set(sel["group"].unique())
+    groups = [g for g in summary["groups"] if g in found]
     datasets = _real_datasets(summary, sel)
     palette = colors(summary["groups"])
     fig = new_figure(max(6.5, 1.6 * len(datasets) * max(1, len(groups)) / 2 + 2.5), 4.2)
     ax = fig.add_subplot()
     width = 0.8 / len(groups)
-    cells = _cells(summary, "entropy_norm", None)
+    means = {(r["group"], r["dataset"]): r for r in summary["stats"]
+             if r["measure"] == "entropy_norm" and r["variant"] == ""}
     for k, group in enumerate(groups):
         for j, ds in enumerate(datasets):
             vals = sel[(sel["group"] == group) & (sel["dataset"] == ds)]["value"].to_numpy()
@@ -77,9 +80,7 @@ def entropy_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut | 
                     body.set_facecolor(palette[group])
                     body.set_edgecolor(palette[group])
                     body.set_alpha(0.45)
-            rec = [r for r in summary["stats"] if r["measure"] == "entropy_norm" and r["variant"] == ""
-                   and r["group"] == group and r["dataset"] == ds]
-            rec = rec[0] if rec else cells.get(("", group), {})
+            rec = means.get((group, ds), {})
             mean, lo, hi = rec.get("mean"), rec.get("ci_low"), rec.get("ci_high")
             if mean is not None:
                 ax.errorbar([pos], [mean], yerr=[[mean - (lo if lo is not None else mean)],
@@ -91,18 +92,16 @@ def entropy_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut | 
         rotate_labels(ax)
     ax.set_xlabel("dataset")
     ax.set_ylabel("normalised salience entropy (0-1)")
-    ax.set_title("Salience entropy per image (lower = more focused); dot = mean with 95% CI")
+    fig.suptitle("Salience entropy per image (lower = more focused); dot = mean with 95% CI")
     handles = [_patch(palette[g], g) for g in groups]
-    fig.legend(handles=handles, title="model group", loc="outside right upper", fontsize=8, title_fontsize=9)
+    fig.legend(handles=handles, title="model group", loc="outside right center", fontsize=8, title_fontsize=9)
     style_axes(ax)
     return FigureOut("entropy_distribution", "entropy", "Salience entropy per image",
                      "Distribution of the per-image normalised entropy (each image averaged over the group's runs).",
                      to_png(fig))
 
 
-def _patch(color: str, label: str) -> Any:
-    from matplotlib.patches import Patch
-
+def _patch(color: str, label: str) -> Patch:
     return Patch(facecolor=color, alpha=0.6, label=text(label, 40))
 
 
@@ -228,7 +227,7 @@ def stability_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut 
     if sel.empty:
         return None
     palette = colors(summary["groups"])
-    fig = new_figure(6.8, 3.8)
+    fig = new_figure(8.0, 3.9)
     ax = fig.add_subplot()
     lo, hi = float(sel["value"].min()), float(sel["value"].max())
     bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 31)
@@ -238,7 +237,7 @@ def stability_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut 
             ax.hist(vals, bins=bins, color=palette[group], alpha=0.5, label=f"{text(group, 30)} (n = {vals.size})")
     ax.set_xlabel("per-image mean SSIM between the group's runs")
     ax.set_ylabel("number of images")
-    ax.set_title(f"Per-image cross-run stability ({text(_dataset_label(summary, dataset))}; higher = more stable)")
+    fig.suptitle(f"Per-image cross-run stability ({text(_dataset_label(summary, dataset))}; higher = more stable)")
     legend_outside(fig, ax)
     style_axes(ax)
     return FigureOut("stability_distribution", "stability", "Per-image stability",
@@ -294,7 +293,7 @@ def deletion_insertion(summary: Summary) -> FigureOut | None:
                         for c in present])
     ax.set_ylabel("area under the score curve (0-1)")
     ax.set_xlabel("curve")
-    ax.set_title("Deletion (lower = faithful) and insertion (higher = faithful) vs random order", fontsize=10)
+    fig.suptitle("Deletion (lower = faithful) and insertion (higher = faithful) vs random order")
     legend_outside(fig, ax)
     return FigureOut("deletion_insertion", "degradation", "Deletion and insertion curves",
                      "Areas under the score curves when pixels are removed / restored in order of salience, "

@@ -1,8 +1,9 @@
 """Number formatting shared by the HTML and Markdown reports.
 
-- values: 3 decimals (``0.412``); very small or very large magnitudes in 3 significant
-  digits (``1.23e-05``); a missing value (None / NaN / inf) as an en dash;
-- a mean with its CI: ``0.412 [0.398, 0.427]``;
+- values: 3 decimals (``0.412``); a non-zero magnitude below 0.0005 (which would show as
+  0.000) or from 10^5 up in 3 significant digits (``1.23e-05``); never ``-0.000``; a
+  missing value (None / NaN / inf) as an en dash;
+- a mean with its CI: ``0.412 [0.398, 0.427]``, the three numbers with the same decimals;
 - p-values: ``p = 0.003`` or ``p < 0.001``.
 """
 
@@ -19,18 +20,25 @@ def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
+def _fixed(v: float, digits: int) -> str:
+    out = f"{v:.{digits}f}"
+    return out[1:] if out.startswith("-") and float(out) == 0 else out
+
+
+def _needs_sci(v: float, digits: int) -> bool:
+    return (v != 0 and abs(v) < 0.5 * 10 ** (-digits)) or abs(v) >= 1e5
+
+
 def fmt_num(x: Any, digits: int = 3) -> str:
-    """A value to ``digits`` decimals (scientific for magnitudes below 0.001 or from 10^5)."""
+    """A value to ``digits`` decimals (3 significant digits when that would hide it, or from 10^5)."""
     if not is_number(x):
         return MISSING
     v = float(x)
-    if v == 0:
-        return "0" if isinstance(x, int) else f"{0:.{digits}f}"
     if isinstance(x, int) or (v.is_integer() and abs(v) >= 1000):
         return f"{int(v):,}"
-    if abs(v) < 10 ** (-digits) or abs(v) >= 1e5:
+    if _needs_sci(v, digits):
         return f"{v:.{digits}g}"
-    return f"{v:.{digits}f}"
+    return _fixed(v, digits)
 
 
 def fmt_int(x: Any) -> str:
@@ -44,7 +52,14 @@ def fmt_ci(mean: Any, low: Any, high: Any, digits: int = 3) -> str:
         return MISSING
     if not (is_number(low) and is_number(high)):
         return fmt_num(mean, digits)
-    return f"{fmt_num(mean, digits)} [{fmt_num(low, digits)}, {fmt_num(high, digits)}]"
+    values = [float(mean), float(low), float(high)]
+    if all(_needs_sci(v, digits) or v == 0 for v in values) and any(v != 0 for v in values):
+        m, lo, hi = (f"{v:.{digits}g}" for v in values)
+    elif any(abs(v) >= 1e5 for v in values):
+        m, lo, hi = (fmt_num(v, digits) for v in values)
+    else:
+        m, lo, hi = (_fixed(v, digits) for v in values)
+    return f"{m} [{lo}, {hi}]"
 
 
 def fmt_p(p: Any) -> str:

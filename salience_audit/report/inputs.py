@@ -46,7 +46,7 @@ def normalize_rows(rows: pd.DataFrame) -> pd.DataFrame:
     if "label" not in out.columns:
         out["label"] = -1
     for col in _STRING_COLUMNS:
-        out[col] = out[col].astype("object").where(out[col].notna(), "").astype(str)
+        out[col] = out[col].fillna("").astype(str)
     out["index"] = pd.to_numeric(out["index"], errors="coerce").fillna(-1).astype("int64")
     out["label"] = pd.to_numeric(out["label"], errors="coerce").fillna(-1).astype("int64")
     out["value"] = pd.to_numeric(out["value"], errors="coerce").astype("float64")

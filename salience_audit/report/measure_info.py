@@ -12,6 +12,9 @@ Directions:
 ``study`` is the direction the original study (Crum et al. 2023) found for models trained
 with human-salience guidance (CYBORG) *relative to* plain cross-entropy models, where this
 project's design notes state one; ``None`` where they do not.
+
+``primary`` marks the measures that answer a section's question directly; the others are
+secondary detail (collapsed in the HTML report, left out of the comparison of two audits).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class MeasureInfo:
     study: Direction = None
     headline_variants: tuple[str, ...] = ("",)
     note: str = ""
+    primary: bool = False
 
     def direction(self, variant: str = "") -> Direction:
         """Better direction for one variant (a variant-specific direction wins)."""
@@ -113,7 +117,6 @@ SECTIONS: tuple[SectionInfo, ...] = (
     ),
 )
 
-_SECTION_KEYS = {s.key for s in SECTIONS}
 
 _TRANSFORM_HEADLINE = ("all",)
 _DEGRADE_MODES = ("background", "object")
@@ -125,11 +128,11 @@ MEASURES: dict[str, MeasureInfo] = {
         MeasureInfo("score", "Synthetic score", "What probability of 'synthetic' does the model give?",
                     "probability (0-1)", "detection"),
         MeasureInfo("correct", "Accuracy", "How often is the model right?", "fraction correct (0-1)",
-                    "detection", better="higher"),
+                    "detection", better="higher", primary=True),
         # (a) entropy
         MeasureInfo("entropy_norm", "Normalised salience entropy", "How focused is the model?",
                     "normalised entropy (0-1)", "entropy", better="lower", study="lower",
-                    note="The headline entropy number."),
+                    note="The headline entropy number.", primary=True),
         MeasureInfo("entropy", "Salience entropy (bits)", "How many bits does the map's value histogram carry?",
                     "bits", "entropy", better="lower", study="lower"),
         MeasureInfo("spatial_entropy", "Spatial entropy", "How evenly is the salience mass spread over the map?",
@@ -147,15 +150,15 @@ MEASURES: dict[str, MeasureInfo] = {
                     "normalised entropy (0-1)", "noise", headline_variants=()),
         MeasureInfo("noise_auc_score", "Area under the score-vs-noise curve",
                     "How much synthetic score does the model give over all noise amounts?",
-                    "probability x amount (0-1)", "noise"),
+                    "probability x amount (0-1)", "noise", primary=True),
         MeasureInfo("noise_auc_ssim", "Area under the SSIM-vs-noise curve",
                     "How well does the focus survive noise overall?", "SSIM x amount (-1 to 1)", "noise",
-                    better="higher"),
+                    better="higher", primary=True),
         MeasureInfo("noise_auc_entropy", "Area under the entropy-vs-noise curve",
                     "How spread out is the focus over all noise amounts?", "entropy x amount (0-1)", "noise"),
         # (c) transforms
         MeasureInfo("equivariance", "Equivariance", "Does the focus move with the face?", "SSIM (-1 to 1)",
-                    "transforms", better="higher", headline_variants=_TRANSFORM_HEADLINE),
+                    "transforms", better="higher", headline_variants=_TRANSFORM_HEADLINE, primary=True),
         MeasureInfo("invariance", "Invariance", "Does the focus stay at the same place in the frame?",
                     "SSIM (-1 to 1)", "transforms", headline_variants=_TRANSFORM_HEADLINE,
                     note="Descriptive: high invariance with low equivariance means a fixed, frame-bound focus."),
@@ -166,7 +169,7 @@ MEASURES: dict[str, MeasureInfo] = {
         # (d) stability
         MeasureInfo("stability_ssim", "Cross-run stability (SSIM)",
                     "Does the focus stay the same across training runs?", "SSIM (-1 to 1)", "stability",
-                    better="higher", study="higher"),
+                    better="higher", study="higher", primary=True),
         MeasureInfo("stability_spearman", "Cross-run stability (Spearman)",
                     "Do runs rank the map cells in the same order?", "rank correlation (-1 to 1)", "stability",
                     better="higher"),
@@ -175,19 +178,20 @@ MEASURES: dict[str, MeasureInfo] = {
         # (e) degradation
         MeasureInfo("degrade_faithfulness", "Degradation faithfulness",
                     "Does blurring what the model looks at hurt more than blurring the rest?",
-                    "probability (object drop - background drop)", "degradation", better="higher"),
+                    "probability (object drop - background drop)", "degradation", better="higher", primary=True),
         MeasureInfo("degrade_true_score_drop", "True-class probability drop",
                     "How much confidence in the true class is lost when part of the image is blurred?",
                     "probability drop", "degradation", better_by_variant={"background": "lower", "object": "higher"},
                     headline_variants=_DEGRADE_MODES,
-                    note="Derived: -score change for synthetic images, +score change for real ones."),
+                    note="Derived: -score change for synthetic images, +score change for real ones.", primary=True),
         MeasureInfo("degrade_accuracy_change", "Accuracy change under degradation",
                     "How much accuracy is lost when part of the image is blurred?",
                     "accuracy change (fraction, -1 to 1)", "degradation",
-                    better_by_variant={"background": "zero", "object": "lower"}, headline_variants=_DEGRADE_MODES),
+                    better_by_variant={"background": "zero", "object": "lower"}, headline_variants=_DEGRADE_MODES,
+                    primary=True),
         MeasureInfo("degrade_score_change", "Score change under degradation",
                     "How does the synthetic score move when part of the image is blurred?",
-                    "score(degraded) - score(clean), probability", "degradation", headline_variants=_DEGRADE_MODES),
+                    "score(degraded) - score(clean), probability", "degradation", headline_variants=()),
         MeasureInfo("degrade_correct", "Accuracy after degradation", "How often is the model right after blurring?",
                     "fraction correct (0-1)", "degradation",
                     better_by_variant={"background": "higher", "object": "lower"}, headline_variants=()),
@@ -195,17 +199,17 @@ MEASURES: dict[str, MeasureInfo] = {
                     "SSIM (-1 to 1)", "degradation", headline_variants=_DEGRADE_MODES),
         MeasureInfo("deletion_auc", "Deletion AUC",
                     "Does the score fall fast when the most salient pixels are removed first?",
-                    "score x fraction removed (0-1)", "degradation", better="lower"),
+                    "score x fraction removed (0-1)", "degradation", better="lower", primary=True),
         MeasureInfo("insertion_auc", "Insertion AUC",
                     "Does the score rise fast when the most salient pixels are restored first?",
-                    "score x fraction restored (0-1)", "degradation", better="higher"),
+                    "score x fraction restored (0-1)", "degradation", better="higher", primary=True),
         MeasureInfo("deletion_auc_random", "Deletion AUC (random order)", "Control: deletion in random order.",
                     "score x fraction removed (0-1)", "degradation", headline_variants=()),
         MeasureInfo("insertion_auc_random", "Insertion AUC (random order)", "Control: insertion in random order.",
                     "score x fraction restored (0-1)", "degradation", headline_variants=()),
         # human agreement
         MeasureInfo("human_ssim", "Agreement with human maps (SSIM)", "Does the model look where humans look?",
-                    "SSIM (-1 to 1)", "human", better="higher"),
+                    "SSIM (-1 to 1)", "human", better="higher", primary=True),
         MeasureInfo("human_spearman", "Agreement with human maps (Spearman)",
                     "Does the model rank regions like humans do?", "rank correlation (-1 to 1)", "human",
                     better="higher"),
@@ -266,6 +270,7 @@ def measure_table() -> dict[str, dict[str, object]]:
             "study_guided_vs_plain": m.study,
             "headline_variants": list(m.headline_variants),
             "note": m.note,
+            "primary": m.primary,
         }
         for name, m in MEASURES.items()
     }

@@ -116,7 +116,7 @@ def legend_outside(fig: Figure, ax: Axes, title: str = "model group") -> None:
     """One figure legend right of the panels (from ``ax``'s labelled artists), never over the data."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, title=title, loc="outside right upper", fontsize=8, title_fontsize=9)
+        fig.legend(handles, labels, title=title, loc="outside right center", fontsize=8, title_fontsize=9)
 
 
 def rotate_labels(ax: Axes, angle: float = 30) -> None:

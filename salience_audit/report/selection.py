@@ -49,7 +49,10 @@ _SOURCES = {
 
 def rule_text(tolerance_pp: float, accuracy_source: str) -> str:
     """The selection rule in words, for the report."""
-    src = "validation accuracy (audit.json)" if accuracy_source == "validation" else "accuracy on the audited in-set data"
+    if accuracy_source == "validation":
+        src = "validation accuracy (audit.json)"
+    else:
+        src = "accuracy on the audited in-set data"
     return (
         f"Runs whose {src} is within {tolerance_pp:g} percentage point(s) of the best run are treated as equally "
         "accurate. Each column is ranked over all runs (1 = best; entropy: lower is better, all others: higher). "
@@ -118,7 +121,8 @@ def selection_table(
     for col, better in directions.items():
         frame[f"rank_{col}"] = frame[col].rank(ascending=(better == "lower"), method="min", na_option="keep")
     best = frame["accuracy"].max()
-    frame["equally_accurate"] = (frame["accuracy"] >= best - tolerance_pp / 100.0 - 1e-12) if np.isfinite(best) else False
+    cutoff = best - tolerance_pp / 100.0 - 1e-12
+    frame["equally_accurate"] = (frame["accuracy"] >= cutoff) if np.isfinite(best) else False
     frame["selection_score"] = np.nan
     frame["overall_rank"] = np.nan
     chosen = frame[frame["equally_accurate"]]

@@ -39,9 +39,13 @@ from salience_audit.report.jsonsafe import json_safe
 from salience_audit.report.measure_info import MEASURES, info, measure_table
 from salience_audit.report.verdict import RULE, verdict
 
-__all__ = ["POOLED", "load_results", "summarize", "write_summary", "image_table", "dataset_roles"]
+__all__ = [
+    "POOLED", "dataset_roles", "image_table", "load_fresh_summary", "load_results", "save_summary", "summarize",
+    "write_summary",
+]
 
 SCHEMA_VERSION = 1
+_FINDING_KEYS = ("group_a", "group_b", "mannwhitney_p", "welch_p", "cliffs_delta", "mean_diff", "verdict")
 
 
 def dataset_roles(rows: pd.DataFrame, audit_meta: Mapping[str, Any]) -> dict[str, str]:
@@ -50,7 +54,7 @@ def dataset_roles(rows: pd.DataFrame, audit_meta: Mapping[str, Any]) -> dict[str
     for name, meta in (audit_meta.get("datasets") or {}).items():
         role = meta.get("role", "in") if isinstance(meta, Mapping) else "in"
         roles[str(name)] = "out-of-set" if str(role).lower().replace("_", "-") in ("out-of-set", "out", "oos") else "in"
-    for name in sorted(set(rows["dataset"]) - set(roles)):
+    for name in sorted(set(rows["dataset"].unique()) - set(roles)):
         roles[name] = "in"
     return roles
 
@@ -58,7 +62,7 @@ def dataset_roles(rows: pd.DataFrame, audit_meta: Mapping[str, Any]) -> dict[str
 def group_order(rows: pd.DataFrame, audit_meta: Mapping[str, Any]) -> list[str]:
     """Groups in the order of ``audit.json``, then any others alphabetically."""
     listed = [str(g) for g in (audit_meta.get("groups") or {})]
-    present = set(rows["group"])
+    present = set(rows["group"].unique())
     return [g for g in listed if g in present] + sorted(present - set(listed))
 
 
@@ -125,7 +129,7 @@ def _findings(
                 if rec:
                     per_group[g] = {k: rec[k] for k in ("n", "mean", "ci_low", "ci_high", "n_runs")}
             cmps = [
-                {k: c[k] for k in ("group_a", "group_b", "mannwhitney_p", "welch_p", "cliffs_delta", "mean_diff", "verdict")}
+                {k: c[k] for k in _FINDING_KEYS}
                 for c in comparisons
                 if c["measure"] == measure and c["variant"] == variant and c["dataset"] == dataset
             ]
@@ -134,6 +138,7 @@ def _findings(
                     "measure": measure,
                     "variant": variant,
                     "section": minfo.section,
+                    "primary": minfo.primary,
                     "title": minfo.title,
                     "question": minfo.question,
                     "better": minfo.direction(variant),
@@ -204,7 +209,7 @@ def summarize(
     det_runs = detection_summary.detection_per_run(rows, in_set, threshold=threshold)
     det_groups = detection_summary.detection_per_group(det_runs, n_boot, seed)
 
-    headline = _headline_dataset(in_set, set(pooled_values["dataset"]) | {r["dataset"] for r in det_runs})
+    headline = _headline_dataset(in_set, set(pooled_values["dataset"].unique()) | {r["dataset"] for r in det_runs})
     run_groups = selection.run_groups(per_run, audit_meta)
     counts = {d: _dataset_count(audit_meta, d) for d in roles}
 
@@ -216,6 +221,8 @@ def summarize(
             "unit": "image",
             "per_image": "each image's value is the mean over the group's runs (stability: over the group's run pairs)",
             "ci": f"percentile bootstrap 95% CI of the mean over images ({n_boot} resamples, seed {seed})",
+            "n_boot": n_boot,
+            "seed": seed,
             "per_run": "mean and standard deviation over images of the run's own values",
             "tests": "two-sided Mann-Whitney U and Welch t-test on the per-image values; Cliff's delta",
             "verdict_rule": RULE,
@@ -253,6 +260,34 @@ def write_summary(out_dir: str | Path, *, n_boot: int = 2000, seed: int = 0) -> 
         load_results(out_dir), load_audit_meta(out_dir), n_boot=n_boot, seed=seed, mean_maps=load_mean_maps(out_dir)
     )
     return save_summary(summary, out_dir / "summary.json")
+
+
+def _inputs_mtime(out_dir: Path) -> float:
+    inputs = [*(out_dir / "results").glob("*.parquet"), out_dir / "audit.json", out_dir / "mean_maps.npz"]
+    return max((p.stat().st_mtime for p in inputs if p.exists()), default=0.0)
+
+
+def load_fresh_summary(
+    out_dir: str | Path, n_boot: int | None = None, seed: int | None = None
+) -> dict[str, Any] | None:
+    """``OUT/summary.json`` if it is up to date, else None.
+
+    Up to date: newer than the result shards, ``audit.json`` and ``mean_maps.npz``, written
+    by this version of the tool and, when given, with the same ``n_boot`` and ``seed``.
+    """
+    path = Path(out_dir) / "summary.json"
+    if not path.is_file() or path.stat().st_mtime < _inputs_mtime(Path(out_dir)):
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    method = summary.get("method") or {}
+    if summary.get("schema") != SCHEMA_VERSION or summary.get("tool_version") != __version__:
+        return None
+    if (n_boot is not None and method.get("n_boot") != n_boot) or (seed is not None and method.get("seed") != seed):
+        return None
+    return summary
 
 
 def save_summary(summary: Mapping[str, Any], path: str | Path) -> Path:

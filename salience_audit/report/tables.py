@@ -51,7 +51,9 @@ def ci_cell(rec: Mapping[str, Any] | None, scale: float = 1.0) -> Cell:
     return Cell(fmt_ci(s(rec["mean"]), s(rec.get("ci_low")), s(rec.get("ci_high"))), "num")
 
 
-def stats_table(summary: Summary, measure: str, variant: str = "", datasets: Sequence[str] | None = None) -> Table | None:
+def stats_table(
+    summary: Summary, measure: str, variant: str = "", datasets: Sequence[str] | None = None
+) -> Table | None:
     """Mean [95% CI] and n per dataset (rows) and group (columns) for one measure/variant."""
     index = stats_index(summary)
     groups = summary["groups"]
@@ -108,7 +110,13 @@ def verdict_cell(verdict: Mapping[str, Any] | None) -> Cell:
         better = verdict.get("better_group")
         tail = f"; better: {better}" if better else ""
         return Cell(f"separated: {direction}{tail}", "good")
-    return Cell(f"not separated ({direction})" if direction else "not separated", "muted")
+    if verdict.get("p_below_alpha") is False:
+        reason = "p >= 0.05"
+    elif verdict.get("ci_overlap"):
+        reason = "p < 0.05 but the CIs overlap"
+    else:
+        reason = "CIs undefined"
+    return Cell(f"not separated ({reason}); {direction}" if direction else f"not separated ({reason})", "muted")
 
 
 def study_cell(verdict: Mapping[str, Any] | None, study: str | None) -> Cell:
@@ -130,7 +138,9 @@ def comparisons_for(summary: Summary, measure: str, variant: str, dataset: str) 
             if c["measure"] == measure and c["variant"] == variant and c["dataset"] == dataset]
 
 
-def tests_table(summary: Summary, measure: str, variant: str = "", datasets: Sequence[str] | None = None) -> Table | None:
+def tests_table(
+    summary: Summary, measure: str, variant: str = "", datasets: Sequence[str] | None = None
+) -> Table | None:
     """Group comparisons (per dataset and pair of groups): difference, effect size, p-values, verdict."""
     datasets = list(datasets) if datasets is not None else datasets_with_pooled(summary)
     study = info(measure).study
@@ -158,9 +168,12 @@ def tests_table(summary: Summary, measure: str, variant: str = "", datasets: Seq
     )
 
 
-def findings_table(summary: Summary) -> Table | None:
-    """One row per headline measure: question, better direction, per-group mean [CI], test, verdict, study."""
-    findings = summary.get("findings") or []
+def findings_table(summary: Summary, primary: bool | None = None) -> Table | None:
+    """One row per headline measure: question, better direction, per-group mean [CI], test, verdict, study.
+
+    ``primary`` True / False keeps only the primary / secondary measures (None: all).
+    """
+    findings = [f for f in summary.get("findings") or [] if primary is None or bool(f.get("primary")) == primary]
     if not findings:
         return None
     groups = summary["groups"]

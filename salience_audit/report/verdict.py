@@ -100,6 +100,7 @@ def verdict(
         "separates": separates,
         "rule": "p<0.05 and non-overlapping CIs",
         "ci_overlap": overlap,
+        "p_below_alpha": bool(p < ALPHA) if is_number(p) else None,
         "direction": f"{ga} {relation} than {gb}" if relation and relation != "equal" else (
             "equal means" if relation == "equal" else None),
         "better_group": better_group,

@@ -18,6 +18,7 @@ import pandas as pd
 from salience_audit.data.manifest import read_manifest, read_manifests
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
+from salience_audit.models.registry import list_architectures
 from salience_audit.training.config import LOSSES, TrainConfig
 from salience_audit.training.files import atomic_write_text, read_run_info
 from salience_audit.training.runs import DEFAULT_NAME_PATTERN, find_runs, train_group
@@ -63,7 +64,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     data.add_argument("--human-maps", metavar="DIR",
                       help="folder of human annotation maps named like the images (needed by --loss cyborg)")
     model = p.add_argument_group("model and loss")
-    model.add_argument("--arch", default=_DEFAULTS.arch, help=f"architecture (default: {_DEFAULTS.arch})")
+    model.add_argument("--arch", default=_DEFAULTS.arch,
+                       help=f"architecture: {', '.join(list_architectures())} (default: %(default)s)")
     model.add_argument("--loss", choices=LOSSES, default=_DEFAULTS.loss,
                        help="'xent' (cross-entropy) or 'cyborg' (human-salience-guided); default: %(default)s")
     model.add_argument("--alpha", type=float, default=None,
@@ -173,6 +175,9 @@ def add_score_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="score above which an image is called Synthetic (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="accept a model.pt that is a pickled whole model (torch.save(model)); unpickling can "
+                        "run arbitrary code from the file, so use it only for files you trust")
     p.set_defaults(func=run_score)
     return p
 
@@ -188,7 +193,7 @@ def run_score(args: argparse.Namespace) -> int:
     frames = []
     for run_dir in run_dirs:
         info = read_run_info(run_dir) or {}
-        model = load_run(run_dir).to(device)
+        model = load_run(run_dir, trust_pickle=bool(getattr(args, "trust_pickle", False))).to(device)
         df = score_samples(model, samples, batch_size=args.batch_size, device=device,
                            num_workers=args.num_workers, progress=not args.no_progress)
         df.insert(0, "group", str(info.get("group", "")))

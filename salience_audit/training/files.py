@@ -44,8 +44,12 @@ LOG_CSV = "log.csv"
 LOG_JSON = "log.json"
 LAST_CHECKPOINT = "checkpoint-last.pt"
 
-#: Columns of the per-epoch log, in order. ``mse`` is empty for cross-entropy runs (not
-#: computed); ``val_mse`` is the mean CAM-vs-human-map MSE on validation images with a map.
+#: Columns of the per-epoch log, in order: ``lr`` used in the epoch; sample-weighted training
+#: means of the total ``loss``, its cross-entropy ``ce`` and its CAM-vs-human ``mse`` (empty for
+#: cross-entropy runs, where it is not computed); ``train_acc`` (on the fly, before the epoch's
+#: last update); validation accuracy, cross-entropy (``val_loss``) and ``val_mse`` (mean
+#: MSE between the predicted-class CAM and the human map over validation images that have
+#: one, computed for both families; empty when none has a map); wall-clock ``seconds``.
 LOG_COLUMNS: tuple[str, ...] = (
     "epoch", "lr", "loss", "ce", "mse", "train_acc", "val_acc", "val_loss", "val_mse", "seconds",
 )

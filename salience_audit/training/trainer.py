@@ -31,7 +31,7 @@ import salience_audit
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.manifest import manifest_hash
 from salience_audit.data.sample import CLASS_NAMES, Sample
-from salience_audit.errors import InputError
+from salience_audit.errors import InputError, ModelError
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.salience.cam import CamHook, class_activation_maps
 from salience_audit.training.config import TrainConfig
@@ -53,7 +53,7 @@ from salience_audit.training.seeding import (
     seed_worker,
 )
 
-__all__ = ["RunResult", "resolve_device", "train_run"]
+__all__ = ["RunResult", "evaluate", "resolve_device", "train_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +94,29 @@ def resolve_device(device: str) -> torch.device:
 
 
 # ---------------------------------------------------------------------------- batches
-def _forward(model: AuditModel, images: Tensor, with_cam: bool) -> tuple[Tensor, Tensor | None]:
-    """Logits and (if asked) the differentiable normalised CAMs of the predicted class."""
+def _forward(model: AuditModel, images: Tensor, with_cam: bool,
+             require_cam: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Logits and (if asked) the differentiable normalised CAMs of the predicted class.
+
+    When the classifier weights do not fit the CAM layer's channels (no CAM for this head),
+    ``require_cam`` raises ``ModelError``; otherwise the CAMs are None.
+    """
     if not with_cam:
+        return model(images), None
+    if model.classifier_layer is None:
+        if require_cam:
+            raise ModelError(f"{model.name}: no classifier layer, the guided loss needs a CAM")
         return model(images), None
     with CamHook(model.resolve_layer(model.cam_layer)) as hook:
         logits = model(images)
-    cams = class_activation_maps(hook.features, model.classifier_weight(), logits.detach().argmax(dim=1))
+    features, weight = hook.features, model.classifier_weight()
+    if features.dim() != 4 or weight.dim() != 2 or weight.shape[1] != features.shape[1]:
+        if require_cam:
+            raise ModelError(
+                f"{model.name}: the classifier weights {tuple(weight.shape)} do not fit the CAM layer "
+                f"{model.cam_layer!r} output {tuple(features.shape)}: no CAM, so no guided loss for {model.arch}")
+        return logits, None
+    cams = class_activation_maps(features, weight, logits.detach().argmax(dim=1))
     return logits, cams
 
 
@@ -160,6 +176,8 @@ def _train_epoch(model: AuditModel, loader: DataLoader, optimizer: torch.optim.O
         totals["correct"] += (logits.detach().argmax(dim=1) == labels).sum()
         bar.update(1)
     vals = {k: float(v.item()) for k, v in totals.items()}
+    if not math.isfinite(vals["loss"]):
+        raise ModelError(f"training diverged: the loss is {vals['loss']} (try a lower learning rate)")
     return {
         "loss": vals["loss"] / n_seen,
         "ce": vals["ce"] / n_seen,
@@ -185,12 +203,11 @@ def evaluate(model: AuditModel, loader: DataLoader, device: torch.device) -> dic
         images = batch["image"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True).long()
         has_map = batch["has_human_map"].to(device).bool()
-        logits, cams = _forward(model, images, with_cam=True)
+        logits, cams = _forward(model, images, with_cam=True, require_cam=False)
         ce_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         correct += (logits.argmax(dim=1) == labels).sum()
         n += images.shape[0]
-        if bool(has_map.any()):
-            assert cams is not None
+        if cams is not None and bool(has_map.any()):
             target = resize_human_maps(batch["human_map"].to(device), tuple(cams.shape[-2:]))
             per = (cams - target).pow(2).flatten(1).mean(dim=1)
             mse_sum += torch.where(has_map, per, torch.zeros_like(per)).sum().double()
@@ -294,6 +311,18 @@ def _run_info(model: AuditModel, config: TrainConfig, name: str, hashes: dict[st
     }
 
 
+def _float_or_nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _recipe_of(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The recipe of a finished run's ``run.json`` (None when unreadable)."""
+    try:
+        return TrainConfig.from_dict(dict(info.get("config") or {})).recipe_dict()
+    except Exception:  # noqa: BLE001 - any bad stored config just counts as "different"
+        return None
+
+
 # ---------------------------------------------------------------------------- main loop
 def train_run(
     config: TrainConfig,
@@ -333,10 +362,13 @@ def train_run(
 
     info = read_run_info(run_dir)
     if info is not None and info.get("finished") and not force:
+        if _recipe_of(info) != config.recipe_dict():
+            warnings.warn(f"{run_dir}: a finished run trained with another config is kept; use force to "
+                          "retrain it with this one", stacklevel=2)
         logger.info("%s: finished run found, skipping (use force to retrain)", run_dir)
         return RunResult(run_dir=run_dir, name=str(info.get("name", name)),
                          best_epoch=int(info.get("best_epoch", 0)),
-                         best_val_acc=float(info.get("best_val_acc") or float("nan")), skipped=True)
+                         best_val_acc=_float_or_nan(info.get("best_val_acc")), skipped=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if force:
         (run_dir / LAST_CHECKPOINT).unlink(missing_ok=True)
@@ -361,7 +393,7 @@ def _train(config: TrainConfig, train_samples: list[Sample], val_samples: list[S
     order_gen = torch.Generator()
     aug_gen = torch.Generator()
     train_loader = _loader(train_ds, config, True, order_gen, device)
-    val_loader = _loader(val_ds, config, False, None, device)
+    val_loader = _loader(val_ds, config, False, torch.Generator().manual_seed(0), device)  # global RNG untouched
 
     best: dict[str, Any] = {"epoch": 0, "acc": -math.inf, "state": None}
     log: list[dict[str, Any]] = []

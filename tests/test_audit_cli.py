@@ -1,0 +1,104 @@
+"""`salience-audit audit` on the original study's CSV format, two groups of two runs each."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_audit import audit_setup  # noqa: F401  (session fixture)
+
+from salience_audit.cli import main
+
+
+def _study_csv(header_manifest: Path, dest: Path, root: Path) -> int:
+    """Rewrite a header manifest as the original study's CSV: no header, split,label,/path."""
+    with header_manifest.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with dest.open("w", newline="", encoding="utf-8") as fh:
+        for row in rows:
+            rel = "/" + str(Path(row["path"]).relative_to(root))
+            label = "Real" if row["label"] in ("Real", "0") else "Synthetic"
+            fh.write(f"test,{label},{rel}\n")
+    return len(rows)
+
+
+def test_audit_on_original_study_csv(audit_setup, tmp_path, capsys):  # noqa: F811
+    root = audit_setup.root / "data"
+    manifest = tmp_path / "progan.csv"
+    n = _study_csv(audit_setup.manifest, manifest, root)
+    out = tmp_path / "audit"
+    argv = [
+        "audit",
+        *audit_setup.group_flags(),
+        "--manifest", str(manifest),
+        "--root", str(root),
+        "--human-maps", str(root / "annotations"),
+        "--measures", "entropy,stability,transforms,human",
+        "--batch-size", "16",
+        "--device", "cpu",
+        "--out", str(out),
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "report:" in printed
+
+    rows = pd.read_parquet(out / "results")
+    assert set(rows["group"]) == {"xent", "cyborg"}
+    assert set(rows["dataset"]) == {"progan"}  # dataset named after the manifest file
+    runs = {r for r in rows["run"] if "|" not in r}
+    assert len(runs) == 4
+    # one row per image x run for each per-run measure, nothing duplicated
+    ent = rows[rows["measure"] == "entropy_norm"]
+    assert len(ent) == 4 * n
+    assert not ent.duplicated(["run", "index"]).any()
+    assert sorted(ent["index"].unique()) == list(range(n))
+    # paths are kept as written in the manifest (root-relative, with the leading slash)
+    assert all(p.startswith("/") for p in ent["path"])
+    # stability: one pair per group of two runs, for every image
+    stab = rows[rows["measure"] == "stability_ssim"]
+    assert len(stab) == 2 * n and set(stab["group"]) == {"xent", "cyborg"}
+    # human maps were found through --human-maps and compared
+    assert (rows["measure"] == "human_ssim").sum() == 4 * n
+    # 13 transform variants per image and run
+    eq = rows[rows["measure"] == "equivariance"]
+    assert eq.groupby("run")["variant"].nunique().eq(13).all()
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["audit"]["groups"]["xent"] and summary["audit"]["groups"]["cyborg"]
+    html = (out / "report" / "index.html").read_text()
+    assert "progan" in html and "xent" in html and "cyborg" in html
+    assert np.isfinite(ent["value"]).all()
+
+
+def test_audit_config_file_equals_flags(audit_setup, tmp_path):  # noqa: F811
+    """A YAML config file says the same as the flags (and flags override it)."""
+    config = tmp_path / "audit.yaml"
+    groups = {name: f"{runs[0].parent}/small_cnn-{name}-seed*" for name, runs in audit_setup.groups.items()}
+    config.write_text(
+        "groups:\n"
+        + "".join(f"  {k}: '{v}'\n" for k, v in groups.items())
+        + f"manifests: ['{audit_setup.manifest}']\n"
+        + "measures: entropy\nbatch_size: 8\ndevice: cpu\nmethod: cam\n"
+    )
+    out = tmp_path / "from-config"
+    assert main(["audit", "--config", str(config), "--out", str(out), "--no-report", "--quiet"]) == 0
+    meta = json.loads((out / "audit.json").read_text())
+    assert meta["method"] == "cam" and meta["measures"] == ["entropy"]
+    rows = pd.read_parquet(out / "results")
+    assert set(rows["measure"]) == {"score", "correct", "entropy", "entropy_norm", "spatial_entropy"}
+
+
+def test_audit_missing_group_pattern_is_a_clear_error(audit_setup, tmp_path, capsys):  # noqa: F811
+    code = main(["audit", "--group", "x=/nonexistent/run-*", "--manifest", str(audit_setup.manifest),
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    assert "no run folder" in capsys.readouterr().err
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__])
