@@ -35,7 +35,8 @@ def load_images(n: int, size: int) -> torch.Tensor:
     """n real images [n, 3, size, size] in [0, 1]: skimage colour samples, then LFW faces."""
     from skimage import data, transform
 
-    colour = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.retina(), data.immunohistochemistry()]
+    colour = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.retina()]
+    colour.append(data.immunohistochemistry())
     images = [transform.resize(im, (size, size), anti_aliasing=True) for im in colour]
     faces = data.lfw_subset()
     for face in faces[: max(0, n - len(images))]:
@@ -52,9 +53,8 @@ def blob_maps(n: int, size: int, seed: int = 0) -> torch.Tensor:
     centres = torch.rand(n, 2, 2, generator=g) * 6.0
     widths = 1.0 + 4.0 * torch.rand(n, 2, generator=g)
     second = (torch.rand(n, generator=g) < 0.5).float() * torch.rand(n, generator=g)
-    bump = torch.exp(
-        -((yy - centres[:, :, 0, None, None]) ** 2 + (xx - centres[:, :, 1, None, None]) ** 2) / widths[..., None, None]
-    )
+    dist2 = (yy - centres[:, :, 0, None, None]) ** 2 + (xx - centres[:, :, 1, None, None]) ** 2
+    bump = torch.exp(-dist2 / widths[..., None, None])
     small = bump[:, 0] + second[:, None, None] * bump[:, 1]
     lo = small.amin(dim=(1, 2), keepdim=True)
     hi = small.amax(dim=(1, 2), keepdim=True)
@@ -138,7 +138,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=8, help="reference images between two timed batched calls")
+    parser.add_argument(
+        "--chunk", type=int, default=8, help="reference images between two timed batched calls"
+    )
     parser.add_argument("--ref-budget", type=float, default=180.0, help="seconds per mode for the reference")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -154,17 +156,22 @@ def main() -> None:
         f"{'mode':<11} {'ours img/s':>10} {'ref img/s':>10} {'speed-up':>9} {'(cpu-time)':>10} "
         f"{'mean|d|*255':>12} {'max|d|*255':>11}"
     )
-    print(f"guided_blur vs scipy reference: {args.batch} images {args.size}x{args.size}x3, CPU, torch threads={args.threads}")
+    print(
+        f"guided_blur vs scipy reference: {args.batch} images {args.size}x{args.size}x3, CPU, "
+        f"torch threads={args.threads}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        note = f"  (reference timed on {r['reference_images_timed']} images, extrapolated)" if r["reference_extrapolated"] else ""
+        note = ""
+        if r["reference_extrapolated"]:
+            note = f"  (reference timed on {r['reference_images_timed']} images, extrapolated per image)"
         print(
             f"{r['mode']:<11} {r['ours_images_per_s']:>10.1f} {r['reference_images_per_s']:>10.2f} "
             f"{r['speedup']:>8.1f}x {r['speedup_cpu_time']:>9.1f}x "
             f"{r['mean_abs_diff_x255']:>12.3f} {r['max_abs_diff_x255']:>11.3f}{note}"
         )
-    print("speed-up: wall clock; (cpu-time): process CPU seconds, all threads counted, robust to a busy machine")
+    print("speed-up: wall clock; (cpu-time): ratio of process CPU seconds, all threads counted")
     print("(ours: median of the warm calls interleaved with the reference; first call incl. caches: "
           + ", ".join(f"{r['mode']} {r['ours_seconds_cold']:.2f}s" for r in rows)
           + f"; load average {load_before[0]:.2f} -> {load_after[0]:.2f})")
@@ -172,10 +179,23 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "guided_blur",
-        "config": {"batch": args.batch, "size": args.size, "channels": 3, "device": "cpu", "threads": args.threads,
-                   "chunk": args.chunk, "ref_budget_s": args.ref_budget},
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-                        "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after},
+        "config": {
+            "batch": args.batch,
+            "size": args.size,
+            "channels": 3,
+            "device": "cpu",
+            "threads": args.threads,
+            "chunk": args.chunk,
+            "ref_budget_s": args.ref_budget,
+        },
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+        },
         "results": rows,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -223,9 +222,11 @@ def test_file_broken_after_the_preflight_is_caught_in_the_pass(tmp_path, capsys,
     assert sorted(rows(out)["path"].unique()) == ["i0.png", "i2.png"]
 
     shutil.rmtree(out)
+    rgb_image(tmp_path / "i1.png", seed=1)  # good again for the pre-flight, broken once it has passed
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(out), *FAST)
-    assert code == 2 and str(tmp_path / "i1.png") in err and "empty" in err
+    assert code == 2
+    assert f"salience-audit: error: {manifest}:3: {tmp_path / 'i1.png'}: empty image file (0 bytes)" in err
 
 
 def test_dataset_of_one_image_with_every_default_measure(tmp_path, capsys, run_pattern):
@@ -239,4 +240,4 @@ def test_dataset_of_one_image_with_every_default_measure(tmp_path, capsys, run_p
     assert set(df["index"]) == {0}
     assert {"entropy", "noise_ssim", "equivariance", "stability_ssim", "degrade_ssim"} <= set(df["measure"])
     assert np.isfinite(df["value"]).all()
-    assert isinstance(pd.read_json(out / "audit.json", typ="series")["rejected"], (int, np.integer))
+    assert json.loads((out / "audit.json").read_text())["rejected"] == 0

@@ -26,7 +26,7 @@ from salience_audit.training.files import LAST_CHECKPOINT, LOG_COLUMNS
 from salience_audit.training.loss import guided_loss, resize_human_maps
 from salience_audit.training.runs import find_runs, train_group
 from salience_audit.training.score import detection_table, score_samples
-from salience_audit.training.trainer import train_run
+from salience_audit.training.trainer import train_run, validation_objective
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -238,7 +238,14 @@ def test_same_seed_bit_identical_and_resume(tiny, tmp_path, monkeypatch):
     assert not (a.run_dir / LAST_CHECKPOINT).exists()
     best_row = a.log[a.best_epoch - 1]
     assert best_row["val_acc"] == max(r["val_acc"] for r in a.log)
-    assert all(r["val_acc"] < best_row["val_acc"] for r in a.log[: a.best_epoch - 1])  # ties -> earliest
+    assert all(r["val_acc"] < best_row["val_acc"] for r in a.log[: a.best_epoch - 1] if r["val_acc"] != best_row["val_acc"])
+    # ties of accuracy go to the lower validation objective alpha * CE + (1 - alpha) * MSE
+    cfg = _tiny_config(0)
+    best_obj = validation_objective(best_row, cfg)
+    for r in a.log:
+        if r["val_acc"] == best_row["val_acc"] and r["epoch"] != a.best_epoch:
+            obj = validation_objective(r, cfg)
+            assert obj > best_obj or (obj == best_obj and r["epoch"] > a.best_epoch)
     assert load_run(a.run_dir).name == "a"
 
     # finished runs are skipped unless forced

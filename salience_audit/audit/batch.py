@@ -32,7 +32,7 @@ from salience_audit.audit.store import RowBuffer
 from salience_audit.errors import ModelError
 from salience_audit.measures import degradation, entropy, geometry, noise, similarity, stability
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
-from salience_audit.salience.normalize import upscale
+from salience_audit.salience.normalize import to_uint8_levels, upscale
 
 SYNTHETIC = 1
 
@@ -206,8 +206,8 @@ class BatchAuditor:
             cause = (f"on every image of a batch of {len(mask)}: the checkpoint is broken "
                      "(e.g. training diverged); retrain or leave this run out")
         else:
-            cause = ("; pass --on-bad-image skip to leave such images out (they are listed in rejected.csv)")
-            cause = f"on {len(idx)} image(s): {', '.join(shown)}{more}{cause}"
+            cause = (f"on {len(idx)} image(s): {', '.join(shown)}{more}; pass --on-bad-image skip to leave "
+                     "such images out (they are listed in rejected.csv)")
         if self.config.amp:
             cause += " (mixed precision can overflow: try without --amp)"
         return NonFiniteLogitsError(
@@ -232,10 +232,11 @@ class BatchAuditor:
             self._batch = None
         if self._nonfinite:
             bad = np.logical_or.reduce(list(self._nonfinite.values()))
-            culprits = ", ".join(repr(r) for r in sorted(r for r, m in self._nonfinite.items() if m.any()))
+            names = sorted(r for r, m in self._nonfinite.items() if m.any())
+            culprits = ("run " if len(names) == 1 else "runs ") + ", ".join(repr(r) for r in names)
             for i in np.flatnonzero(bad):
                 self.rejected.append((int(batch.indices[int(i)]),
-                                      f"non-finite logits (NaN or infinity) from run {culprits} of group "
+                                      f"non-finite logits (NaN or infinity) from {culprits} of group "
                                       f"{self.group!r}; left out of this group's results"))
             keep = np.flatnonzero(~bad)
             if keep.size == 0:
@@ -399,10 +400,13 @@ class BatchAuditor:
         add(run, "equivariance", "identity", ones)
         add(run, "invariance", "identity", ones)
         add(run, "transform_score_change", "identity", np.zeros(score.shape[0]))
+        # 8-bit levels made once per map (what ssim_maps would do on every call); a geometric
+        # variant only moves pixels, so it commutes with the pointwise quantisation.
+        clean_q = to_uint8_levels(maps_up)
         for variant, out in zip(variants, outs):
-            moved_up = upscale(out.maps.detach(), self.input_size)
-            add(run, "equivariance", variant.name, similarity.ssim_maps(moved_up, variant.apply(maps_up)))
-            add(run, "invariance", variant.name, similarity.ssim_maps(moved_up, maps_up))
+            moved_q = to_uint8_levels(upscale(out.maps.detach(), self.input_size))
+            add(run, "equivariance", variant.name, similarity.ssim_uint8(moved_q, variant.apply(clean_q)))
+            add(run, "invariance", variant.name, similarity.ssim_uint8(moved_q, clean_q))
             add(run, "transform_score_change", variant.name, self._score(out.logits) - score)
 
     def _deletion_rows(

@@ -181,6 +181,7 @@ def run_audit(
         bar.update(report_.images)
 
     try:
+        _run_human_shards(refs, checked, config, store, out)
         if engine == "ray":
             engines.run_ray(jobs, config, str(out), on_done, address=address)
         else:
@@ -189,6 +190,26 @@ def run_audit(
         bar.close()
 
     return finalize(out, meta, rejected, report=report, compare_with=compare_with, refs=refs, datasets=checked, config=config)
+
+
+def _run_human_shards(
+    refs: dict[str, list[RunRef]], datasets: dict[str, list[Sample]], config: AuditConfig, store: ResultStore, out: Path
+) -> None:
+    """Entropy of the human maps (no model pass; cheap, so run here whatever the engine)."""
+    from salience_audit.audit.human import HUMAN_GROUP, datasets_with_human_maps, native_map_size, run_human_shard
+
+    if "human" not in config.measures:
+        return
+    names = datasets_with_human_maps(datasets)
+    if not names:
+        return
+    if HUMAN_GROUP in refs:
+        raise InputError(f"the group name {HUMAN_GROUP!r} is reserved for the human annotations; rename that group")
+    map_size = native_map_size(next(iter(refs.values()))[0], config)
+    shards = plan_shards([HUMAN_GROUP], {n: datasets[n] for n in names}, config.shard_size)
+    for shard in shards:
+        if not store.is_done(shard.id):
+            run_human_shard(shard, datasets[shard.dataset], config, str(out), map_size)
 
 
 def _check_resume_compatible(out: Path, meta: dict[str, Any]) -> None:

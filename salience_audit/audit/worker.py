@@ -2,7 +2,17 @@
 
 This function is what every engine runs (in-process for the local engine, as a
 Ray task for the distributed one). Models are cached per process, so a worker
-that audits many shards of a group loads its runs once.
+that audits many shards of a group loads its runs once; the cache holds one group
+at a time, so a worker's memory does not grow with the number of groups.
+
+Memory per shard is bounded by the shard: its rows (one small record per image x run x
+measure variant) and the current batch; side aggregates are running sums.
+
+Devices: ``amp`` (CUDA only) runs the model passes under float16 autocast; the maps
+leave the extractor as float32 and every measure is computed outside autocast (SSIM in
+float64). ``channels_last`` (CUDA only) converts models and image batches. On CUDA the
+DataLoader pins memory; with ``num_workers > 0`` it prefetches and keeps its workers for
+the whole shard.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, load_run
-from salience_audit.salience.extract import SalienceExtractor
+from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
 
 _MODEL_CACHE: dict[str, AuditModel] = {}
 
@@ -38,6 +48,10 @@ class RunRef:
     model: AuditModel | None = None
     trust_pickle: bool = False
     """Allow a ``model.pt`` that is a pickled whole model (runs code from the file; see ``load_run``)."""
+
+    def cache_key(self, device: torch.device) -> str | None:
+        """Key of this run in the per-process model cache (None for an in-memory model)."""
+        return None if self.path is None else f"{self.path}@{device}@{self.trust_pickle}"
 
     def load(self, device: torch.device) -> AuditModel:
         if self.model is not None:
@@ -85,12 +99,12 @@ class TolerantDataset(Dataset):
             item["error"] = ""
             return item
         except InputError as err:
-            if not self.skip:
-                raise
             sample = self.samples[i]
             problem = err.problem
             if err.path is not None and sample.human_map is not None and err.path == str(sample.human_map):
                 problem = f"human map {err.path}: {problem}"
+            if not self.skip:  # name the manifest line too, as the pre-flight does
+                raise InputError(f"{sample.path}: {problem}", sample.source or None, sample.line or None) from err
             size = self.base.size
             map_size = getattr(self.base, "map_size", None) or size
             return {
@@ -128,6 +142,7 @@ def run_shard(
     t0 = time.perf_counter()
     store = ResultStore(out_dir)
     device = resolve_device(config.device)
+    _keep_only_cached(runs, device)
     models = [ref.load(device) for ref in runs]
     sizes = {m.input_size for m in models}
     if len(sizes) != 1:
@@ -136,7 +151,11 @@ def run_shard(
     if config.channels_last and device.type == "cuda":
         for m in models:
             m.to(memory_format=torch.channels_last)
-    extractors = [RunExtractor(ref.name, SalienceExtractor(m, config.method)) for ref, m in zip(runs, models)]
+    amp = config.amp and device.type == "cuda"
+    extractors = []
+    for ref, m in zip(runs, models):
+        extractor = SalienceExtractor(m, config.method)
+        extractors.append(RunExtractor(ref.name, _AutocastExtractor(extractor) if amp else extractor))  # type: ignore[arg-type]
     auditor = BatchAuditor(extractors, config, shard.dataset, shard.group, input_size)
 
     shard_samples = list(samples) if len(samples) == len(shard) else samples[shard.start : shard.stop]
@@ -150,10 +169,11 @@ def run_shard(
         shuffle=False,
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
+        persistent_workers=config.num_workers > 0,
+        prefetch_factor=2 if config.num_workers > 0 else None,
     )
     rows = RowBuffer()
     rejected: list[tuple[str, int, str]] = []
-    autocast = torch.autocast("cuda", dtype=torch.float16) if (config.amp and device.type == "cuda") else None
     try:
         for batch in loader:
             ok = batch["ok"].to(torch.bool)
@@ -179,11 +199,7 @@ def run_shard(
                 where=[f"{s.source}:{s.line}" if s.source and s.line else (s.source or s.path) for s in sel],
             )
             gen = _batch_generator(config.seed, shard.dataset, int(inp.indices[0]), device)
-            if autocast is not None:
-                with autocast:
-                    auditor.process(inp, rows, gen)
-            else:
-                auditor.process(inp, rows, gen)
+            auditor.process(inp, rows, gen)
     finally:
         for e in extractors:
             e.extractor.close()
@@ -200,6 +216,37 @@ def run_shard(
         side["rejected_reason"] = np.asarray([r[2] for r in rejected], dtype=str)
     store.write_shard(shard.id, rows, side)
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
+
+
+class _AutocastExtractor:
+    """A :class:`SalienceExtractor` whose model passes run under CUDA float16 autocast.
+
+    Only the passes are autocast: maps come back as float32 in [0, 1] and logits as
+    float32, so the measures (SSIM in float64, blur, entropy) never run in half precision.
+    """
+
+    def __init__(self, inner: SalienceExtractor) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.method = inner.method
+
+    def __call__(self, x01: torch.Tensor, target: Any = None) -> SalienceOutput:
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = self.inner(x01, target=target)
+        return SalienceOutput(maps=out.maps.float(), logits=out.logits.float(), target=out.target)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _keep_only_cached(runs: list[RunRef], device: torch.device) -> None:
+    """Drop cached models of other groups (one group's runs stay loaded per process)."""
+    keep = {ref.cache_key(device) for ref in runs}
+    stale = [key for key in _MODEL_CACHE if key not in keep]
+    for key in stale:
+        del _MODEL_CACHE[key]
+    if stale and device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def shard_worker_entry(args: tuple[Shard, list[RunRef], list[Sample], AuditConfig, str]) -> ShardReport:

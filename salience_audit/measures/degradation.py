@@ -40,7 +40,8 @@ ANCHOR_LEVELS: tuple[float, ...] = (10.0, 4.5, 2.8, 1.5, 0.5, 0.0)
 """Levels whose blur ``guided_blur`` computes: sigma = 0, 0.92, 2.69, 5.22, 8.15, 10."""
 
 FACTOR_TOL = 1e-4
-"""Frequencies whose gain is at most this are dropped from an anchor blur (RMS change <= 1e-4)."""
+"""Frequencies whose gain is at most this are dropped from a strong anchor blur; the result
+changes by at most 1e-4 x the image's RMS (Parseval)."""
 
 _REFERENCE_SIZE = 224.0
 """Image size at which the fit's spectral weight is 1 / (1 + k^2 + l^2) up to scale."""
@@ -133,19 +134,39 @@ def _factors_on(
     return tuple(f.to(device=device, dtype=dtype) for f in _axis_factors(n, sigma, tol, truncate))
 
 
-def _blur_last2(t: Tensor, sigma: float, tol: float = 0.0, truncate: float = TRUNCATE) -> Tensor:
+def _blur_last2(
+    t: Tensor,
+    sigma: float,
+    tol: float = 0.0,
+    truncate: float = TRUNCATE,
+    out: Tensor | None = None,
+    scratch: Tensor | None = None,
+) -> Tensor:
     """``R t C^T`` on the last two dims with R, C the 1-D blurs of :func:`_axis_factors`.
 
     Factors are applied right to left, alternating rows and columns, so a low-rank blur
-    shrinks the tensor to K x K before expanding it back.
+    shrinks the tensor to K x K before expanding it back. ``out`` receives the result and
+    ``scratch`` (same shape) a full-size intermediate, if given: reusing large buffers
+    avoids fresh allocations, which cost as much as the products on the CPU. The identity
+    (radius 0) returns ``t`` itself.
     """
     rows = _factors_on(t.shape[-2], float(sigma), tol, float(truncate), t.device, t.dtype)
     cols = _factors_on(t.shape[-1], float(sigma), tol, float(truncate), t.device, t.dtype)
-    for fr, fc in itertools.zip_longest(reversed(rows), reversed(cols)):
-        if fr is not None:
-            t = torch.matmul(fr, t)
-        if fc is not None:
-            t = torch.matmul(t, fc.T)
+    steps = [
+        (side, factor)
+        for fr, fc in itertools.zip_longest(reversed(rows), reversed(cols))
+        for side, factor in (("rows", fr), ("cols", fc))
+        if factor is not None
+    ]
+    for i, (side, factor) in enumerate(steps):
+        if side == "rows":
+            shape = (*t.shape[:-2], factor.shape[0], t.shape[-1])
+        else:
+            shape = (*t.shape[:-2], t.shape[-2], factor.shape[0])
+        target = out if i == len(steps) - 1 else scratch
+        if target is not None and (tuple(target.shape) != shape or target is t):
+            target = None
+        t = torch.matmul(factor, t, out=target) if side == "rows" else torch.matmul(t, factor.T, out=target)
     return t
 
 
@@ -207,8 +228,9 @@ def _anchor_coefficients(height: int, width: int) -> Tensor:
     In the DCT basis every blur is the separable gain Phi_s(k, l) = lambda_s^H(k) lambda_s^W(l).
     For each level s, c[s] minimises sum_{k,l} w(k,l) (Phi_s - sum_a c_a Phi_a)^2 subject to
     sum_a c_a = 1 (the mean is kept exactly), with w = 1 / (224^-2 + (k/H)^2 + (l/W)^2), the
-    1/f^2 power spectrum of natural images (f in half-cycles per pixel). Levels whose blur equals an anchor's (the anchors themselves and every
-    level with kernel radius 0, i.e. the identity) get that anchor exactly (one-hot).
+    1/f^2 power spectrum of natural images (f in half-cycles per pixel). Levels whose blur
+    equals an anchor's (the anchors themselves and every level with kernel radius 0, i.e.
+    the identity) get that anchor exactly (one-hot).
     """
     sigmas = [float(level_to_sigma(k / 10.0)) for k in range(LEVEL_STEPS + 1)]
     anchors = [round(level * 10) for level in ANCHOR_LEVELS]
@@ -243,6 +265,7 @@ def _anchor_blurs(x: Tensor) -> Iterator[Tensor]:
     The low-rank anchors all start with the same projection onto the leading DCT
     frequencies (C_K x C_K^T, K their largest cut): it is computed once and each of them
     only expands its own K x K corner back, (C_K^T diag lambda) Z_K (diag lambda C_K).
+    Every yielded tensor but ``x`` itself is one reused buffer, valid until the next item.
     """
     height, width = x.shape[-2], x.shape[-1]
     plans = []
@@ -256,12 +279,18 @@ def _anchor_blurs(x: Tensor) -> Iterator[Tensor]:
         reduce_rows = max((rows[1] for rows, _ in low_rank), key=len)
         reduce_cols = max((cols[1] for _, cols in low_rank), key=len)
         projected = torch.matmul(torch.matmul(reduce_rows, x), reduce_cols.T)
+    result = torch.empty_like(x)
+    scratch: Tensor | None = None
     for sigma, rows, cols, shared in plans:
         if shared:
             corner = projected[..., : rows[1].shape[0], : cols[1].shape[0]]
-            yield torch.matmul(torch.matmul(rows[0], corner), cols[0].T)
+            yield torch.matmul(torch.matmul(rows[0], corner), cols[0].T, out=result)
+        elif not rows and not cols:
+            yield x
         else:
-            yield _blur_last2(x, sigma, FACTOR_TOL)
+            if scratch is None:
+                scratch = torch.empty_like(x)
+            yield _blur_last2(x, sigma, FACTOR_TOL, out=result, scratch=scratch)
 
 
 def guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -> Tensor:
@@ -297,11 +326,14 @@ def guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -> Tens
         index = LEVEL_STEPS - index
     coef = _anchor_coefficients(height, width).T.to(device=x.device, dtype=dtype).contiguous()  # [A, 101]
     levels = index.reshape(-1)
-    out: Tensor | None = None
+    out = torch.empty_like(x)
+    weight = torch.empty(b, 1, height, width, dtype=dtype, device=x.device)
     for a, blurred in enumerate(_anchor_blurs(x)):
-        weight = coef[a].index_select(0, levels).view(b, 1, height, width)  # c_a(L) per pixel
-        out = blurred * weight if out is None else out.addcmul_(blurred, weight)
-    assert out is not None  # ANCHOR_LEVELS is not empty
+        torch.index_select(coef[a], 0, levels, out=weight.view(-1))  # c_a(L) per pixel
+        if a == 0:
+            torch.mul(blurred, weight, out=out)
+        else:
+            out.addcmul_(blurred, weight)
     return out.to(x01.dtype)
 
 
@@ -357,7 +389,9 @@ def deletion_insertion_curves(
     _check_maps(maps_up)
     b, _, height, width = x01.shape
     if tuple(maps_up.shape) != (b, height, width):
-        raise ValueError(f"maps_up {tuple(maps_up.shape)} must match the images' batch and size {(b, height, width)}")
+        raise ValueError(
+            f"maps_up {tuple(maps_up.shape)} must match the images' batch and size {(b, height, width)}"
+        )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if isinstance(baseline, Tensor):
@@ -380,7 +414,9 @@ def deletion_insertion_curves(
             batch = torch.cat([torch.where(chosen, base, x01), torch.where(chosen, x01, base)])
             scores = score_fn(batch)
             if scores.shape != (2 * b,):
-                raise ValueError(f"score_fn must return one score per image, shape {(2 * b,)}; got {tuple(scores.shape)}")
+                raise ValueError(
+                    f"score_fn must return one score per image, shape {(2 * b,)}; got {tuple(scores.shape)}"
+                )
             deletion[:, i] = scores[:b].to(torch.float64)
             insertion[:, i] = scores[b:].to(torch.float64)
     fractions = fractions.to(x01.device)

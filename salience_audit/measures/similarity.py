@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from salience_audit.salience.normalize import to_uint8_levels
@@ -89,20 +88,53 @@ def ssim_uint8(a: Tensor, b: Tensor) -> Tensor:
     n_cells = win * win
     cov_norm = n_cells / (n_cells - 1) if n_cells > 1 else 1.0
 
-    x = a.to(torch.float64)
-    y = b.to(torch.float64)
-    # One pooling call for all five window moments: E[x], E[y], E[x^2], E[y^2], E[xy].
-    moments = F.avg_pool2d(torch.stack((x, y, x * x, y * y, x * y), dim=1), kernel_size=win, stride=1)
-    ux, uy, uxx, uyy, uxy = moments.unbind(dim=1)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-
     c1 = (SSIM_K1 * SSIM_DATA_RANGE) ** 2
     c2 = (SSIM_K2 * SSIM_DATA_RANGE) ** 2
-    numerator = (2.0 * ux * uy + c1) * (2.0 * vxy + c2)
-    denominator = (ux * ux + uy * uy + c1) * (vx + vy + c2)
-    return (numerator / denominator).flatten(start_dim=1).mean(dim=1)
+    # Large maps (upscaled to the input size) go in chunks of a few images, so that the
+    # temporaries stay in cache; 7x7 maps go in one piece.
+    step = max(1, _SSIM_CHUNK_CELLS // (h * w))
+    out = []
+    for start in range(0, batch, step):
+        x = a[start : start + step].to(torch.float64)
+        y = b[start : start + step].to(torch.float64)
+        # All five window moments at once: E[x], E[y], E[x^2], E[y^2], E[xy].
+        ux, uy, uxx, uyy, uxy = _window_means(x, y, win).unbind(dim=1)
+        # In place on the window moments: sq = ux^2 + uy^2, var = vx + vy + C2,
+        # cv = 2 vxy + C2 (sample normalisation cov_norm). Identical maps give exactly 1.
+        uxuy = ux * uy
+        sq = ux.square().add_(uy.square())
+        var = uxx.add_(uyy).sub_(sq).mul_(cov_norm).add_(c2)
+        cv = uxy.sub_(uxuy).mul_(2.0 * cov_norm).add_(c2)
+        numerator = uxuy.mul_(2.0).add_(c1).mul_(cv)
+        denominator = sq.add_(c1).mul_(var)
+        out.append(numerator.div_(denominator).flatten(start_dim=1).mean(dim=1))
+    return torch.cat(out)
+
+
+_SSIM_CHUNK_CELLS = 1 << 16
+"""Map cells per SSIM chunk (about one 224 x 224 map, 16 maps of 64 x 64)."""
+
+
+def _window_means(x: Tensor, y: Tensor, win: int) -> Tensor:
+    """Means of x, y, x^2, y^2 and xy over every ``win x win`` window inside ``[B, h, w]`` maps.
+
+    Returns ``[B, 5, h - win + 1, w - win + 1]`` (float64). Computed from the summed-area
+    table of the five moments (two running sums, then four corners per window): O(1) work
+    per cell whatever the window. For 8-bit levels every partial sum is an integer below
+    2^53, so the window sums are exact and the means equal ``avg_pool2d(kernel_size=win,
+    stride=1)``'s.
+    """
+    k, h, w = x.shape
+    table = x.new_zeros(k, 5, h + 1, w + 1)
+    inner = table[:, :, 1:, 1:]
+    inner[:, 0] = x
+    inner[:, 1] = y
+    torch.mul(x, x, out=inner[:, 2])
+    torch.mul(y, y, out=inner[:, 3])
+    torch.mul(x, y, out=inner[:, 4])
+    table.cumsum_(dim=-2).cumsum_(dim=-1)
+    sums = table[..., win:, win:] - table[..., :-win, win:]
+    return sums.sub_(table[..., win:, :-win]).add_(table[..., :-win, :-win]).div_(win * win)
 
 
 def ssim_maps(a01: Tensor, b01: Tensor) -> Tensor:

@@ -38,7 +38,7 @@ class TrainConfig:
         lr, momentum, weight_decay: SGD settings.
         step_size, gamma: StepLR schedule, lr *= gamma every ``step_size`` epochs.
         batch_size, epochs: loop size; the best epoch by validation accuracy is kept
-            (ties go to the earlier epoch).
+            (ties go to the lower validation loss, alpha * CE + (1 - alpha) * MSE).
         augment: random horizontal flip of training images (and their human maps).
         weights: ``None`` (random init), ``"imagenet"`` (local torchvision cache) or a
             state-dict path.

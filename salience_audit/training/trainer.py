@@ -219,6 +219,31 @@ def evaluate(model: AuditModel, loader: DataLoader, device: torch.device) -> dic
     }
 
 
+def validation_objective(val_stats: dict[str, float], config: TrainConfig) -> float:
+    """The training loss on the validation set: alpha * CE + (1 - alpha) * MSE(CAM, human map).
+
+    For cross-entropy runs (alpha = 1), or when no validation image has a human map, it is
+    the validation cross-entropy. Used to break ties of validation accuracy.
+    """
+    alpha = 1.0 if config.alpha is None else float(config.alpha)
+    mse = val_stats.get("val_mse", float("nan"))
+    if alpha >= 1.0 or not math.isfinite(mse):
+        return float(val_stats["val_loss"])
+    return alpha * float(val_stats["val_loss"]) + (1.0 - alpha) * mse
+
+
+def _is_better(acc: float, objective: float, best: dict[str, Any]) -> bool:
+    """Best checkpoint rule: higher validation accuracy; equal accuracy and lower validation objective.
+
+    Small validation sets saturate (accuracy 1.0 reached early); the tie-break keeps training
+    progress on the loss the run optimises (for guided runs, the map term) instead of freezing
+    the first epoch that reached the top accuracy.
+    """
+    if acc != best["acc"]:
+        return acc > best["acc"]
+    return objective < best.get("objective", math.inf)
+
+
 # ---------------------------------------------------------------------------- resume
 def _hashes(train_samples: Sequence[Sample], val_samples: Sequence[Sample]) -> dict[str, str]:
     """Manifest hashes of the training and validation data; ``resume`` also notes the human maps."""
@@ -268,6 +293,7 @@ def _checkpoint(run_dir: Path, epoch: int, model: AuditModel, optimizer: torch.o
         "best_state": best["state"],
         "best_epoch": best["epoch"],
         "best_val_acc": best["acc"],
+        "best_val_objective": best.get("objective", math.inf),
         "log": log,
         "recipe": config.recipe_dict(),
         "data_hash": hashes["resume"],
@@ -339,7 +365,7 @@ def train_run(
         config: the recipe (arch, loss, alpha, optimiser, schedule, seed ...).
         train_samples: training images (labels 0 Real / 1 Synthetic; human maps optional).
         val_samples: validation images; the epoch with the best accuracy on them is kept
-            (ties: the earlier epoch).
+            (ties: the lower validation loss alpha * CE + (1 - alpha) * MSE, then the earlier epoch).
         out_dir: the run folder (created).
         progress: show a tqdm progress bar.
         force: retrain even if the folder holds a finished run (and ignore resume state).
@@ -395,7 +421,7 @@ def _train(config: TrainConfig, train_samples: list[Sample], val_samples: list[S
     train_loader = _loader(train_ds, config, True, order_gen, device)
     val_loader = _loader(val_ds, config, False, torch.Generator().manual_seed(0), device)  # global RNG untouched
 
-    best: dict[str, Any] = {"epoch": 0, "acc": -math.inf, "state": None}
+    best: dict[str, Any] = {"epoch": 0, "acc": -math.inf, "objective": math.inf, "state": None}
     log: list[dict[str, Any]] = []
     start = 0
     resumed_from = None
@@ -405,7 +431,8 @@ def _train(config: TrainConfig, train_samples: list[Sample], val_samples: list[S
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
-        best = {"epoch": int(state["best_epoch"]), "acc": float(state["best_val_acc"]), "state": state["best_state"]}
+        best = {"epoch": int(state["best_epoch"]), "acc": float(state["best_val_acc"]),
+                "objective": float(state.get("best_val_objective", math.inf)), "state": state["best_state"]}
         log = list(state["log"])
         start = resumed_from = int(state["epoch"])
         logger.info("%s: resuming after epoch %d", run_dir, start)
@@ -426,8 +453,9 @@ def _train(config: TrainConfig, train_samples: list[Sample], val_samples: list[S
             row = {"epoch": epoch + 1, "lr": lr, **train_stats, **val_stats,
                    "seconds": round(time.perf_counter() - t0, 3)}
             log.append(row)
-            if val_stats["val_acc"] > best["acc"]:
-                best = {"epoch": epoch + 1, "acc": val_stats["val_acc"],
+            objective = validation_objective(val_stats, config)
+            if _is_better(val_stats["val_acc"], objective, best):
+                best = {"epoch": epoch + 1, "acc": val_stats["val_acc"], "objective": objective,
                         "state": {k: v.detach().cpu().clone() for k, v in model.module.state_dict().items()}}
                 atomic_torch_save(best["state"], run_dir / MODEL_FILE)
             write_log(run_dir, log)

@@ -1,0 +1,623 @@
+"""Benchmark of the audit: throughput per measure, model-pass efficiency, peak memory, and Quantus.
+
+What each part measures (all on CPU, in this process unless said otherwise):
+
+(a) Throughput: images per second of ``BatchAuditor.process`` with one measure switched on,
+    on image batches already in memory (no decoding), for ResNet-50 at 224 px and the demo's
+    small CNN at 64 px (random initialisation: the cost does not depend on the weights).
+    Measures that compare runs (stability) use a group of 2 runs, the others 1 run.
+(b) Model-pass efficiency: the time of the bare Grad-CAM passes the measure needs (forward
+    with a hook on the CAM layer + ``autograd.grad`` of the target logit to that layer, in
+    plain PyTorch, same batches, same batch size) divided by the time the measure takes in
+    (a). 1.0 means the pipeline adds nothing to the model passes. Passes per image and run:
+    entropy 1, noise 1 + 7 levels, transforms 13, degradation 1 + 2 modes, stability 1 per run.
+(c) Peak memory: ``VmHWM`` (peak resident set) of a fresh subprocess running a whole
+    ``run_audit`` (entropy + stability, 2 small-CNN runs, 64 px PNG files, results written)
+    for two dataset sizes; and of a subprocess summarising those results (``write_summary``).
+(d) Quantus (if installed): its ``Complexity`` (entropy of |a| / sum |a|) against our spatial
+    entropy on the same model, images and maps, and its ``PixelFlipping`` / ``RegionPerturbation``
+    against our deletion curves and guided degradation, with the throughput ratio.
+
+Run:  .venv/bin/python benchmarks/bench_audit.py            (about 10-15 min on 2 busy cores)
+      .venv/bin/python benchmarks/bench_audit.py --quick    (a smoke run, about 2 min)
+Writes benchmarks/results/audit.json and the tables between the bench_audit markers of
+docs/benchmarks.md (the text around them is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
+from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.store import RowBuffer
+from salience_audit.measures import degradation, entropy
+from salience_audit.models.audit_model import AuditModel
+from salience_audit.salience.extract import SalienceExtractor
+from salience_audit.salience.normalize import upscale
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "audit.json"
+DOC = HERE.parent / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench_audit:begin -->", "<!-- bench_audit:end -->"
+
+MEASURES = ("entropy", "noise", "transforms", "stability", "degradation")
+PASSES = {"entropy": 1, "noise": 8, "transforms": 13, "stability": 1, "degradation": 3}
+"""Grad-CAM passes per image and run that each measure needs (clean pass included)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        import quantus
+
+        quantus_version = quantus.__version__
+    except Exception as err:  # noqa: BLE001 - report why, whatever it is
+        quantus_version = f"not available ({type(err).__name__}: {err})"
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "quantus": quantus_version,
+        "load_average_start": list(os.getloadavg()),
+    }
+
+
+def faces(n: int, size: int) -> Tensor:
+    """``n`` real face images ``[n, 3, size, size]`` in [0, 1] (scikit-image's LFW subset, cycled with flips)."""
+    from skimage import data
+
+    lfw = torch.from_numpy(np.asarray(data.lfw_subset(), dtype=np.float32))  # [100, 25, 25]
+    reps = -(-n // len(lfw))
+    stack = torch.cat([lfw if k % 2 == 0 else lfw.flip(-1) for k in range(reps)])[:n]
+    up = torch.nn.functional.interpolate(stack[:, None], size=(size, size), mode="bicubic", align_corners=False)
+    return up.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+
+
+def models(arch: str, n: int) -> list[AuditModel]:
+    """``n`` randomly initialised models (seeds 0..n-1) in eval mode."""
+    out = []
+    for k in range(n):
+        torch.manual_seed(k)
+        out.append(AuditModel.from_arch(arch, weights=None, name=f"{arch}-seed{k}").eval())
+    return out
+
+
+class Clock:
+    """Wall-clock and process CPU seconds of a block."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall += time.perf_counter() - t0
+            self.cpu += time.process_time() - c0
+
+
+def batches(x: Tensor, size: int) -> list[Tensor]:
+    return [x[i : i + size] for i in range(0, x.shape[0], size)]
+
+
+# ----------------------------------------------------------------------------- (a) + (b)
+
+
+def bare_gradcam_passes(model: AuditModel, x: Tensor, passes: int) -> None:
+    """``passes`` bare Grad-CAM passes on batch ``x``: forward with a hook on the CAM layer, then
+    the gradient of the predicted class's logit with respect to that layer's output."""
+    layer = model.resolve_layer(model.cam_layer)
+    store: dict[str, Tensor] = {}
+    handle = layer.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
+    try:
+        for _ in range(passes):
+            with torch.enable_grad():
+                logits = model(x.detach().requires_grad_(True))
+                target = logits.detach().argmax(1, keepdim=True)
+                torch.autograd.grad(logits.gather(1, target).sum(), store["a"])
+    finally:
+        handle.remove()
+
+
+def pipeline_pass(auditor: BatchAuditor, x: Tensor, offset: int) -> RowBuffer:
+    """The measure through our pipeline: ``BatchAuditor.process`` on one batch."""
+    rows = RowBuffer()
+    n = x.shape[0]
+    batch = BatchInput(
+        images=x,
+        labels=torch.arange(n, dtype=torch.int64) % 2,
+        indices=np.arange(offset, offset + n),
+        paths=[f"img{offset + i}" for i in range(n)],
+    )
+    auditor.process(batch, rows, torch.Generator().manual_seed(offset))
+    return rows
+
+
+def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[str, ...]) -> list[dict[str, Any]]:
+    """(a) throughput and (b) model-pass efficiency of each measure for one architecture."""
+    group = models(arch, 2)
+    size = group[0].input_size
+    x = faces(n_images, size)
+    out = []
+    for measure in measures:
+        runs = group if measure == "stability" else group[:1]
+        config = AuditConfig(measures=(measure,), batch_size=batch_size, device="cpu")
+        extractors = [RunExtractor(m.name, SalienceExtractor(m, "gradcam")) for m in runs]
+        auditor = BatchAuditor(extractors, config, "bench", "g", size)
+        # Warm-up on 2 images (hooks, cached operators, kernels), not timed.
+        pipeline_pass(auditor, x[:2], 0)
+        for m in runs:
+            bare_gradcam_passes(m, x[:2], 1)
+        bare, ours = Clock(), Clock()
+        for k, xb in enumerate(batches(x, batch_size)):
+            with bare.run():
+                for m in runs:
+                    bare_gradcam_passes(m, xb, PASSES[measure])
+            with ours.run():
+                pipeline_pass(auditor, xb, k * batch_size)
+        row = {
+            "arch": arch,
+            "input": size,
+            "measure": measure,
+            "runs": len(runs),
+            "passes_per_image_run": PASSES[measure],
+            "images": n_images,
+            "batch": batch_size,
+            "pipeline_s": ours.wall,
+            "pipeline_cpu_s": ours.cpu,
+            "images_per_s": n_images / ours.wall,
+            "bare_s": bare.wall,
+            "bare_cpu_s": bare.cpu,
+            "efficiency": bare.wall / ours.wall,
+            "efficiency_cpu": bare.cpu / ours.cpu,
+        }
+        print(
+            f"  {arch:10s} {measure:12s} {row['images_per_s']:8.2f} img/s  "
+            f"efficiency {row['efficiency']:.2f} (cpu {row['efficiency_cpu']:.2f})",
+            flush=True,
+        )
+        out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------- (c) memory
+
+
+def _vmhwm_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return -1
+
+
+def _vmrss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return -1
+
+
+def make_image_set(folder: Path, n: int, size: int = 64, distinct: int = 200) -> Path:
+    """A header-CSV manifest of ``n`` PNG paths: ``distinct`` generated images, the rest symbolic links."""
+    from PIL import Image
+
+    img_dir = folder / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    base = faces(distinct, size)
+    gen = torch.Generator().manual_seed(0)
+    base = (0.8 * base + 0.2 * torch.rand(base.shape, generator=gen)).clamp(0, 1)
+    for i in range(distinct):
+        path = img_dir / f"src{i:04d}.png"
+        if not path.exists():
+            arr = (base[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(arr).save(path)
+    manifest = folder / f"images-{n}.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["split", "label", "path", "dataset"])
+        for i in range(n):
+            path = img_dir / f"img{i:06d}.png"
+            if not path.exists():
+                path.symlink_to(img_dir / f"src{i % distinct:04d}.png")
+            writer.writerow(["test", "Real" if i % 2 == 0 else "Synthetic", str(path), "generated"])
+    return manifest
+
+
+def memory_child(manifest: str, out: str) -> dict[str, Any]:
+    """Run in a fresh process: a whole audit of ``manifest`` (entropy + stability, 2 small CNNs)."""
+    from salience_audit.audit.pipeline import run_audit
+    from salience_audit.data.manifest import read_manifest
+
+    group = models("small_cnn", 2)
+    rss0 = _vmrss_kb()
+    t0 = time.perf_counter()
+    samples = read_manifest(manifest)
+    config = AuditConfig(measures=("entropy", "stability"), batch_size=64, shard_size=1024, device="cpu", gallery_size=1)
+    run_audit({"g": group}, {"generated": samples}, out, config, progress=False, report=False)
+    return {"images": len(samples), "seconds": time.perf_counter() - t0, "rss_after_imports_kb": rss0, "vmhwm_kb": _vmhwm_kb()}
+
+
+def summary_child(out: str) -> dict[str, Any]:
+    """Run in a fresh process: ``write_summary`` of a finished audit (how the report reads rows)."""
+    import pyarrow.parquet as pq
+
+    from salience_audit.report.summary import write_summary
+
+    rss0 = _vmrss_kb()
+    rows = sum(pq.read_metadata(p).num_rows for p in Path(out, "results").glob("*.parquet"))
+    t0 = time.perf_counter()
+    write_summary(out, n_boot=200)
+    return {"rows": rows, "seconds": time.perf_counter() - t0, "rss_after_imports_kb": rss0, "vmhwm_kb": _vmhwm_kb()}
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(sizes: list[int], workdir: Path) -> list[dict[str, Any]]:
+    out = []
+    for n in sizes:
+        manifest = make_image_set(workdir, n)
+        audit_dir = workdir / f"audit-{n}"
+        res = _child(["--memory-child", str(manifest), str(audit_dir)])
+        summ = _child(["--summary-child", str(audit_dir)])
+        res["summary"] = summ
+        print(
+            f"  {n:6d} images: audit peak RSS {res['vmhwm_kb'] / 1024:.0f} MiB ({res['seconds']:.0f} s); "
+            f"summary peak RSS {summ['vmhwm_kb'] / 1024:.0f} MiB for {summ['rows']} rows",
+            flush=True,
+        )
+        out.append(res)
+    return out
+
+
+# ----------------------------------------------------------------------------- (d) Quantus
+
+
+def trained_small_cnn(workdir: Path, epochs: int = 3) -> AuditModel:
+    """A small CNN trained briefly on the demo data (its scores vary with the input, unlike a random one)."""
+    from salience_audit.data.demo import build_demo_data
+    from salience_audit.data.manifest import read_manifest
+    from salience_audit.models.audit_model import load_run
+    from salience_audit.training.config import TrainConfig
+    from salience_audit.training.trainer import train_run
+
+    data = build_demo_data(workdir / "data")
+    samples = read_manifest(data.manifest)
+    train = [s for s in samples if s.split == "train"]
+    val = [s for s in samples if s.split == "test"]
+    config = TrainConfig(arch="small_cnn", loss="xent", epochs=epochs, lr=0.01, weights=None, device="cpu", seed=0)
+    run_dir = workdir / "small_cnn-xent-seed0"
+    train_run(config, train, val, run_dir, progress=False)
+    return load_run(run_dir).eval()
+
+
+def bench_quantus(
+    arch: str, n_images: int, batch_size: int, flip_steps: int, region: bool, model: AuditModel | None = None
+) -> dict[str, Any]:
+    """Quantus Complexity / PixelFlipping (/ RegionPerturbation) against ours, same model, images and maps."""
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import quantus
+    except Exception as err:  # noqa: BLE001
+        return {"arch": arch, "error": f"cannot import quantus: {type(err).__name__}: {err}"}
+
+    trained = model is not None
+    model = model if model is not None else models(arch, 1)[0]
+    size = model.input_size
+    x = faces(n_images, size)
+    extractor = SalienceExtractor(model, "gradcam")
+    outs = [extractor(xb) for xb in batches(x, batch_size)]
+    maps = torch.cat([o.maps for o in outs])
+    target = torch.cat([o.target for o in outs])
+    maps_up = upscale(maps, size)
+    x_np, y_np = x.numpy(), target.numpy()
+    # Quantus checks features_in_step against the attribution's shape: give it one map per channel.
+    a_np = maps_up[:, None].expand(-1, 3, -1, -1).numpy().astype(np.float32)
+    res: dict[str, Any] = {
+        "arch": arch,
+        "weights": "trained 3 epochs on the demo data" if trained else "random initialisation",
+        "input": size,
+        "images": n_images,
+        "batch": batch_size,
+    }
+    a1_np = maps_up[:, None].numpy().astype(np.float32)
+    quiet: dict[str, Any] = {"disable_warnings": True, "display_progressbar": False}
+
+    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            value = fn()
+            return value, time.perf_counter() - t0
+
+    # Complexity: the metric alone, on the same upscaled maps.
+    complexity = quantus.Complexity(**quiet)
+    q_vals, q_s = timed(lambda: complexity(model=model, x_batch=x_np, y_batch=y_np, a_batch=a1_np.copy(), device="cpu", batch_size=batch_size, channel_first=True))
+    ours_vals, o_s = timed(lambda: entropy.spatial_entropy(maps_up))
+    ours_nat = ours_vals.double().numpy() * np.log(size * size)  # ours is normalised by log2(HW); Quantus: nats
+    res["complexity_metric_only"] = {
+        "ours_s": o_s,
+        "quantus_s": q_s,
+        "ratio": q_s / o_s,
+        "max_abs_diff_nats": float(np.max(np.abs(np.asarray(q_vals) - ours_nat))),
+    }
+
+    # Complexity end to end (maps computed too): Quantus calls our Grad-CAM as its explain_func.
+    def explain(model: Any, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> np.ndarray:
+        out = extractor(torch.from_numpy(np.asarray(inputs, dtype=np.float32)), target=torch.as_tensor(targets))
+        return upscale(out.maps, size)[:, None].numpy()
+
+    _, q_e2e = timed(lambda: complexity(model=model, x_batch=x_np, y_batch=y_np, explain_func=explain, device="cpu", batch_size=batch_size, channel_first=True))
+    config = AuditConfig(measures=("entropy",), batch_size=batch_size, device="cpu")
+    auditor = BatchAuditor([RunExtractor(model.name, extractor)], config, "bench", "g", size)
+    _, o_e2e = timed(lambda: [pipeline_pass(auditor, xb, i * batch_size) for i, xb in enumerate(batches(x, batch_size))])
+    res["complexity_end_to_end"] = {"ours_s": o_e2e, "quantus_s": q_e2e, "ratio": q_e2e / o_e2e}
+
+    # PixelFlipping (deletion with a black baseline, flip_steps steps) against our deletion curves.
+    # Quantus needs features_in_step to divide H*W and perturbs 3*H*W features: flip_steps % 3 == 0.
+    n_features = 3 * size * size
+    flipping = quantus.PixelFlipping(features_in_step=n_features // flip_steps, perturb_baseline=0.0, **quiet)
+    q_curves, q_pf = timed(lambda: flipping(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np.copy(), device="cpu", batch_size=batch_size, channel_first=True, softmax=True))
+    tgt = target.view(-1, 1)
+
+    def ours_deletion() -> list[dict[str, Tensor]]:
+        curves = []
+        for i, (xb, mb) in enumerate(zip(batches(x, batch_size), batches(maps_up, batch_size))):
+            tb = tgt[i * batch_size : i * batch_size + xb.shape[0]]
+
+            @torch.no_grad()
+            def score(images: Tensor, tb: Tensor = tb) -> Tensor:
+                probs = torch.softmax(model(images).float(), dim=1)
+                return probs.gather(1, tb.repeat(images.shape[0] // tb.shape[0], 1)).squeeze(1)
+
+            curves.append(degradation.deletion_insertion_curves(score, xb, mb, steps=flip_steps, baseline="zero"))
+        return curves
+
+    o_curves, o_pf = timed(ours_deletion)
+    ours_del = torch.cat([c["deletion"] for c in o_curves])[:, 1:].numpy()
+    q_arr = np.asarray(q_curves, dtype=np.float64)
+    res["pixel_flipping"] = {
+        "steps": flip_steps,
+        "ours_s": o_pf,
+        "quantus_s": q_pf,
+        "ratio": q_pf / o_pf,
+        "ours_model_evals_per_image": 2 * (flip_steps + 1),
+        "quantus_model_evals_per_image": flip_steps,
+        "ratio_per_model_eval": (q_pf / flip_steps) / (o_pf / (2 * (flip_steps + 1))),
+        "mean_abs_diff_deletion_curve": float(np.mean(np.abs(q_arr - ours_del))),
+        "max_abs_diff_deletion_curve": float(np.max(np.abs(q_arr - ours_del))),
+    }
+
+    # Our guided degradation (measure (e): clean + background + object passes) on the same images.
+    config = AuditConfig(measures=("degradation",), batch_size=batch_size, device="cpu")
+    auditor = BatchAuditor([RunExtractor(model.name, extractor)], config, "bench", "g", size)
+    _, o_deg = timed(lambda: [pipeline_pass(auditor, xb, i * batch_size) for i, xb in enumerate(batches(x, batch_size))])
+    res["guided_degradation_s"] = o_deg
+
+    if region:
+        perturbation = quantus.RegionPerturbation(**quiet)  # defaults: 8 px patches, 100 regions, most relevant first
+        _, q_rp = timed(lambda: perturbation(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np.copy(), device="cpu", batch_size=batch_size, channel_first=True, softmax=True))
+        regions = min(100, (size // 8) ** 2)
+        res["region_perturbation"] = {
+            "quantus_s": q_rp,
+            "regions": regions,
+            "ratio_vs_guided_degradation": q_rp / o_deg,
+            "ratio_vs_deletion_curves": q_rp / o_pf,
+        }
+    print(f"  quantus {arch}: " + json.dumps({k: v for k, v in res.items() if isinstance(v, dict)}, default=float)[:400], flush=True)
+    return res
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _f(v: float, digits: int = 2) -> str:
+    return f"{v:.{digits}f}"
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    m = result["machine"]
+    lines = [
+        BEGIN,
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {m['date']}  ",
+        f"Machine: {m['nproc']} CPUs ({m['cpus_usable']} usable), {m['cpu_model']}; torch {m['torch']} "
+        f"({m['torch_threads']} threads), Python {m['python']}, Quantus {m['quantus']}  ",
+        f"Load average at start: {', '.join(f'{v:.1f}' for v in m['load_average_start'])} "
+        "(a shared machine: wall-clock numbers carry that noise; CPU-time ratios are given beside them)",
+        "",
+        "### (a) Throughput and (b) model-pass efficiency per measure",
+        "",
+        "Images per second of `BatchAuditor.process` with only that measure on (images already in memory). "
+        "Efficiency = time of the bare Grad-CAM passes the measure needs (plain PyTorch forward + "
+        "`autograd.grad` to the CAM layer, same batches) / time through our pipeline; CPU = the same ratio in process CPU time.",
+        "",
+        "| model | input | measure | runs | passes / image / run | images | batch | images/s | pipeline s | bare passes s | efficiency | efficiency (CPU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["measures"]:
+        lines.append(
+            f"| {r['arch']} | {r['input']} | {r['measure']} | {r['runs']} | {r['passes_per_image_run']} | {r['images']} | "
+            f"{r['batch']} | {_f(r['images_per_s'])} | {_f(r['pipeline_s'])} | {_f(r['bare_s'])} | "
+            f"{_f(r['efficiency'])} | {_f(r['efficiency_cpu'])} |"
+        )
+    if result.get("memory"):
+        lines += [
+            "",
+            "### (c) Peak memory of a whole audit (small CNN, 64 px, entropy + stability, 2 runs)",
+            "",
+            "`VmHWM` of a fresh process running `run_audit` (preflight, sharded pass, results written, finalize; "
+            "no report), then of a fresh process running `write_summary` on those results.",
+            "",
+            "| images | audit peak RSS MiB | RSS after imports MiB | audit s | result rows | summary peak RSS MiB | summary s |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in result["memory"]:
+            s = r["summary"]
+            lines.append(
+                f"| {r['images']} | {_f(r['vmhwm_kb'] / 1024, 0)} | {_f(r['rss_after_imports_kb'] / 1024, 0)} | "
+                f"{_f(r['seconds'], 0)} | {s['rows']} | {_f(s['vmhwm_kb'] / 1024, 0)} | {_f(s['seconds'], 1)} |"
+            )
+        mem = result["memory"]
+        if len(mem) >= 2:
+            growth = mem[-1]["vmhwm_kb"] / mem[0]["vmhwm_kb"] - 1
+            sgrowth = mem[-1]["summary"]["vmhwm_kb"] / mem[0]["summary"]["vmhwm_kb"] - 1
+            lines += [
+                "",
+                f"Audit peak RSS grows by {100 * growth:.1f}% from {mem[0]['images']} to {mem[-1]['images']} images "
+                f"(target: within 15%); the summary's grows by {100 * sgrowth:.1f}%.",
+            ]
+    for q in result.get("quantus", []):
+        lines += [
+            "",
+            f"### (d) Quantus, {q['arch']} at {q.get('input', '?')} px ({q.get('weights', '')}), {q.get('images', '?')} images",
+            "",
+        ]
+        if "error" in q:
+            lines.append(f"Not run: {q['error']}")
+            continue
+        c, e, p = q["complexity_metric_only"], q["complexity_end_to_end"], q["pixel_flipping"]
+        lines += [
+            "| quantity | ours s | Quantus s | Quantus / ours time | agreement |",
+            "| --- | --- | --- | --- | --- |",
+            f"| Complexity (entropy of the map), metric only, same maps | {c['ours_s']:.4f} | {c['quantus_s']:.4f} | "
+            f"{_f(c['ratio'], 1)}x | max abs diff {c['max_abs_diff_nats']:.1e} nats |",
+            f"| Complexity end to end (maps computed: Quantus calls our Grad-CAM) vs our entropy measure | "
+            f"{_f(e['ours_s'])} | {_f(e['quantus_s'])} | {_f(e['ratio'], 2)}x | same maps |",
+            f"| PixelFlipping ({p['steps']} steps, black baseline) vs our deletion + insertion curves "
+            f"({p['steps'] + 1} points each) | {_f(p['ours_s'])} | {_f(p['quantus_s'])} | {_f(p['ratio'], 2)}x "
+            f"(per model evaluation: {_f(p['ratio_per_model_eval'], 2)}x) | deletion curve mean abs diff "
+            f"{p['mean_abs_diff_deletion_curve']:.1e} |",
+        ]
+        if "region_perturbation" in q:
+            rp = q["region_perturbation"]
+            lines.append(
+                f"| RegionPerturbation (defaults: 8 px patches, {rp['regions']} regions) vs our guided degradation "
+                f"(3 passes) | {_f(q['guided_degradation_s'])} | {_f(rp['quantus_s'])} | "
+                f"{_f(rp['ratio_vs_guided_degradation'], 1)}x | different protocols |"
+            )
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_doc(section: str) -> None:
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOC.write_text(text, encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every part")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (default: all CPUs; 1 on a shared, busy machine)"
+    )
+    parser.add_argument("--resnet-images", type=int, default=32)
+    parser.add_argument("--small-images", type=int, default=256)
+    parser.add_argument("--memory-sizes", default="1000,10000")
+    parser.add_argument("--parts", default="abcd", help="which parts to run: a/b (measures), c (memory), d (Quantus)")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--memory-child", nargs=2, metavar=("MANIFEST", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--summary-child", metavar="OUT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    if args.memory_child:
+        print(json.dumps(memory_child(*args.memory_child)))
+        return 0
+    if args.summary_child:
+        print(json.dumps(summary_child(args.summary_child)))
+        return 0
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the memory subprocesses too
+    command = "python benchmarks/bench_audit.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.quick:
+        args.resnet_images, args.small_images, args.memory_sizes = 8, 64, "200,1000"
+    result: dict[str, Any] = {"machine": machine(), "command": command.strip()}
+    print(json.dumps(result["machine"]), flush=True)
+    t0 = time.perf_counter()
+    result["measures"] = []
+    if "a" in args.parts or "b" in args.parts:
+        print("(a)/(b) measures", flush=True)
+        result["measures"] += bench_measures("resnet50", args.resnet_images, 16, MEASURES)
+        result["measures"] += bench_measures("small_cnn", args.small_images, 32, MEASURES)
+    if "c" in args.parts:
+        print("(c) memory", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+            result["memory"] = bench_memory([int(s) for s in args.memory_sizes.split(",")], Path(tmp))
+    if "d" in args.parts:
+        print("(d) quantus", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-quantus-") as tmp:
+            small = trained_small_cnn(Path(tmp))
+        result["quantus"] = [
+            bench_quantus("small_cnn", args.small_images, 32, 12, region=True, model=small),
+            bench_quantus("resnet50", max(8, args.resnet_images // 2), 16, 12, region=False),
+        ]
+    result["machine"]["load_average_end"] = list(os.getloadavg())
+    result["seconds"] = time.perf_counter() - t0
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
+    section = markdown(result, result["command"])
+    print(section)
+    if not args.no_doc:
+        write_doc(section)
+    print(f"done in {result['seconds']:.0f} s; results in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
