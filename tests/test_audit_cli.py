@@ -47,9 +47,15 @@ def test_audit_on_original_study_csv(audit_setup, tmp_path, capsys):  # noqa: F8
     printed = capsys.readouterr().out
     assert "report:" in printed
 
-    rows = pd.read_parquet(out / "results")
+    all_rows = pd.read_parquet(out / "results")
+    assert set(all_rows["dataset"]) == {"progan"}  # dataset named after the manifest file
+    # the human maps' own entropy, computed without any model, under the reference group 'human'
+    human = all_rows[all_rows["group"] == "human"]
+    assert set(human["measure"]) == {"entropy", "entropy_norm", "spatial_entropy"}
+    assert len(human) == 3 * n and set(human["run"]) == {"human annotations"}
+    _check_human_entropy_against_skimage(human, root / "annotations", all_rows)
+    rows = all_rows[all_rows["group"] != "human"]
     assert set(rows["group"]) == {"xent", "cyborg"}
-    assert set(rows["dataset"]) == {"progan"}  # dataset named after the manifest file
     runs = {r for r in rows["run"] if "|" not in r}
     assert len(runs) == 4
     # one row per image x run for each per-run measure, nothing duplicated
@@ -73,6 +79,25 @@ def test_audit_on_original_study_csv(audit_setup, tmp_path, capsys):  # noqa: F8
     html = (out / "report" / "index.html").read_text()
     assert "progan" in html and "xent" in html and "cyborg" in html
     assert np.isfinite(ent["value"]).all()
+
+
+def _check_human_entropy_against_skimage(human: pd.DataFrame, maps_dir: Path, rows: pd.DataFrame) -> None:
+    """Entropy of a human map = scikit-image's shannon_entropy of its 8-bit map at the models' map size."""
+    import torch
+    from PIL import Image
+    from skimage.measure import shannon_entropy
+
+    map_h = 8  # small CNN at 64 px
+    for _, row in human[human["measure"] == "entropy"].head(3).iterrows():
+        name = Path(row["path"]).name
+        raw = np.asarray(Image.open(maps_dir / name).convert("L"), dtype=np.float64) / 255.0
+        big = torch.nn.functional.interpolate(torch.from_numpy(raw)[None, None], size=(64, 64), mode="bilinear",
+                                              antialias=True, align_corners=False)
+        small = torch.nn.functional.interpolate(big, size=(map_h, map_h), mode="area")[0, 0].numpy()
+        span = small.max() - small.min()
+        norm = (small - small.min()) / span if span > 1e-12 else np.zeros_like(small)
+        q = np.floor(np.clip(norm, 0, 1) * 255).astype(np.uint8)
+        assert row["value"] == pytest.approx(shannon_entropy(q), abs=1e-6), name
 
 
 def test_audit_config_file_equals_flags(audit_setup, tmp_path):  # noqa: F811

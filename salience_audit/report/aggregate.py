@@ -138,13 +138,18 @@ def group_comparisons(values: pd.DataFrame, groups: Sequence[str]) -> list[dict[
     """compare_groups on the per-image values of every pair of groups, per (measure, variant, dataset).
 
     ``group_a`` precedes ``group_b`` in ``groups``; positive ``mean_diff`` / ``cliffs_delta``
-    mean group_a is larger.
+    mean group_a is larger. Reference groups (human annotations) are not tested against models.
     """
+    from salience_audit.report.families import REFERENCE_GROUPS
+
     order = {g: i for i, g in enumerate(groups)}
     records = []
     for (measure, variant, dataset), sub in values.groupby(["measure", "variant", "dataset"], sort=False):
         by_group = {g: _finite(v.to_numpy()) for g, v in sub.groupby("group", sort=False)["value"]}
-        present = sorted((g for g, v in by_group.items() if v.size), key=lambda g: order.get(g, len(order)))
+        present = sorted(
+            (g for g, v in by_group.items() if v.size and g not in REFERENCE_GROUPS),
+            key=lambda g: order.get(g, len(order)),
+        )
         for i, ga in enumerate(present):
             for gb in present[i + 1:]:
                 rec = {"measure": measure, "variant": variant, "dataset": dataset, "group_a": ga, "group_b": gb}

@@ -129,6 +129,10 @@ def overview_section(summary: Summary) -> Section:
     known = [f"{g} = {fam}" for g, fam in fams.items() if fam]
     if known:
         blocks.append(Paragraph("Model families recognised for the study's directions: " + "; ".join(known) + "."))
+    if "human" in (summary.get("groups") or []):
+        blocks.append(Paragraph("The column 'human' is not a model: it is the human annotation maps themselves "
+                                "(resized to the models' map size), measured like a model's maps, as a reference; "
+                                "it is not tested against the models."))
     else:
         blocks.append(Paragraph("No group was recognised as salience-guided or plain (from the runs' 'loss', "
                                 "'family' or 'alpha' metadata or the group names), so the study's directions are "

@@ -16,6 +16,11 @@ from typing import Any
 GUIDED = "guided"
 PLAIN = "plain"
 
+REFERENCE_GROUPS = frozenset({"human"})
+"""Groups that are not models but a reference: the audit writes the human annotations' own
+measures (e.g. their entropy) under group ``human``. They are shown beside the model groups
+but get no family, no study direction and no significance test against the models."""
+
 _GUIDED_WORDS = ("cyborg", "guided", "human", "saliency", "salience")
 _PLAIN_WORDS = ("xent", "crossentropy", "cross_entropy", "cross-entropy", "plain", "baseline")
 _PLAIN_TOKENS = ("ce", "base")
@@ -43,7 +48,9 @@ def _from_run_meta(meta: Mapping[str, Any]) -> str | None:
 
 
 def infer_family(group: str, audit_meta: Mapping[str, Any] | None = None) -> str | None:
-    """``"guided"``, ``"plain"`` or None for one model group."""
+    """``"guided"``, ``"plain"`` or None for one model group (None for a reference group)."""
+    if group in REFERENCE_GROUPS:
+        return None
     runs = (audit_meta or {}).get("runs") or {}
     found = {
         fam
