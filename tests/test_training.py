@@ -182,9 +182,10 @@ def _validation_cam_mse(run_dir: Path, samples) -> float:
 def test_guided_loss_pulls_cams_toward_human_maps(demo, tmp_path):
     """Small CNN on LFW vs DCGAN faces: cyborg CAMs are much closer to the human maps than xent CAMs.
 
-    Measured over seeds 0-9 (10 epochs, lr 0.01): best-epoch validation MSE xent 0.241-0.280,
-    cyborg 0.087-0.143 (ratio of means 0.43); accuracy xent 0.87-0.95, cyborg 0.78-0.87 (60
-    validation images, chance 0.5).
+    Measured with the current demo recipe (10 epochs, lr 0.01, seeds 0-1): best-epoch validation
+    MSE xent 0.195 / 0.229, cyborg 0.102 / 0.083 (ratio of means 0.44); accuracy xent 0.88 / 0.93,
+    cyborg 0.85 / 0.87 (60 validation images, chance 0.5). An earlier recipe (narrower proxy
+    blobs, seeds 0-9) gave xent 0.241-0.280 and cyborg 0.087-0.143.
     """
     _, train, val = demo
     mse: dict[str, list[float]] = {"xent": [], "cyborg": []}
@@ -203,7 +204,7 @@ def test_guided_loss_pulls_cams_toward_human_maps(demo, tmp_path):
             mse[loss].append(value)
     print(f"\nvalidation CAM-vs-human MSE: {mse}\nbest validation accuracy: {acc}")
     mean_x, mean_c = sum(mse["xent"]) / 2, sum(mse["cyborg"]) / 2
-    assert mean_c < 0.7 * mean_x, (mse, acc)  # measured 0.46x for seeds 0-1
+    assert mean_c < 0.7 * mean_x, (mse, acc)  # measured 0.44x for seeds 0-1
     assert max(mse["cyborg"]) < min(mse["xent"]), (mse, acc)
     assert min(acc["xent"] + acc["cyborg"]) >= 0.65, acc  # chance is 0.5 (balanced, 60 images)
 

@@ -34,7 +34,7 @@ def datasets_with_human_maps(datasets: dict[str, list[Sample]]) -> list[str]:
 
 def native_map_size(ref: RunRef, config: AuditConfig) -> tuple[int, int]:
     """Native map size of a run (one salience pass on a blank image, on the audit's device)."""
-    from salience_audit.audit.worker import resolve_device
+    from salience_audit.device import resolve_device
     from salience_audit.salience.extract import SalienceExtractor
 
     device = resolve_device(config.device)

@@ -32,6 +32,7 @@ from salience_audit.audit.plan import Shard
 from salience_audit.audit.store import ResultStore, RowBuffer
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
+from salience_audit.device import resolve_device
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, load_run
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
@@ -69,16 +70,6 @@ class ShardReport:
     images: int
     rejected: list[tuple[str, int, str]]
     seconds: float
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
-    return dev
 
 
 class TolerantDataset(Dataset):

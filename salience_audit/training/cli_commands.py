@@ -185,7 +185,7 @@ def add_score_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_score(args: argparse.Namespace) -> int:
     """Run the ``score`` sub-command; returns the exit status."""
     from salience_audit.models.audit_model import load_run
-    from salience_audit.training.trainer import resolve_device
+    from salience_audit.device import resolve_device
 
     run_dirs = find_runs(args.runs)
     samples = read_manifests(args.manifest, root=args.root)

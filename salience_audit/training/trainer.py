@@ -33,6 +33,7 @@ from salience_audit.data.manifest import manifest_hash
 from salience_audit.data.sample import CLASS_NAMES, Sample
 from salience_audit.errors import InputError, ModelError
 from salience_audit.models.audit_model import AuditModel
+from salience_audit.device import resolve_device
 from salience_audit.salience.cam import CamHook, class_activation_maps
 from salience_audit.training.config import TrainConfig
 from salience_audit.training.files import (
@@ -81,16 +82,6 @@ class RunResult:
     skipped: bool = False
     resumed_from: int | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; other values are passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 # ---------------------------------------------------------------------------- batches
