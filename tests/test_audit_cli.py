@@ -127,3 +127,23 @@ def test_audit_missing_group_pattern_is_a_clear_error(audit_setup, tmp_path, cap
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])
+
+
+def test_threshold_sets_the_decision_everywhere(audit_setup, tmp_path):  # noqa: F811
+    """--threshold: per-image correctness and the detection metrics both use score > threshold."""
+    out = tmp_path / "t"
+    assert main(["audit", *audit_setup.group_flags(), "--manifest", str(audit_setup.manifest), "--measures", "entropy",
+                 "--threshold", "0.52", "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+    rows = pd.read_parquet(out / "results")
+    wide = rows[rows["measure"].isin(["score", "correct"])].pivot_table(
+        index=["run", "index"], columns="measure", values="value").join(
+        rows.drop_duplicates(["run", "index"]).set_index(["run", "index"])["label"])
+    expected = ((wide["score"] > 0.52).astype(int) == wide["label"]).astype(float)
+    assert (wide["correct"] == expected).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"]["detection_threshold"] == 0.52
+    run = next(iter(audit_setup.groups["xent"])).name
+    sub = wide.loc[run]
+    acc = next(r for r in summary["detection"]["per_run"] if r["run"] == run and r["dataset"] == "faces")["accuracy"]
+    assert acc == pytest.approx(float(((sub["score"] > 0.52).astype(int) == sub["label"]).mean()))
+    assert "0.52 threshold" in (out / "report" / "index.html").read_text()

@@ -147,7 +147,11 @@ class BatchAuditor:
         return torch.softmax(logits.float(), dim=1)[:, SYNTHETIC]
 
     def _correct(self, logits: Tensor, labels: Tensor) -> np.ndarray:
-        pred = logits.argmax(dim=1)
+        """1 where the decision (Synthetic when score > threshold) equals the label; NaN when unlabelled.
+
+        At the default threshold 0.5 this is the argmax of the two logits.
+        """
+        pred = (self._score(logits) > self.config.threshold).to(labels.dtype)
         correct = _np((pred == labels).to(torch.float64))
         correct[_np(labels) < 0] = np.nan
         return correct

@@ -62,6 +62,11 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format on CUDA")
     p.add_argument("--seed", type=int, help="seed of the salt-and-pepper noise (default 0)")
     p.add_argument("--deletion-steps", type=int, help="points of the deletion/insertion curves minus one (default 10)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="decision threshold on the probability of 'Synthetic' for accuracy, APCER, BPCER, ACER (default 0.5)",
+    )
     p.add_argument("--gallery-size", type=int, help="example images per dataset in the gallery (default 3)")
     p.add_argument(
         "--on-bad-image",
@@ -127,6 +132,7 @@ def _merged_settings(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "deletion_steps": args.deletion_steps,
         "gallery_size": args.gallery_size,
+        "threshold": args.threshold,
         "on_bad_image": args.on_bad_image,
         "engine": args.engine,
         "address": args.address,

@@ -36,6 +36,8 @@ class AuditConfig:
         deletion_steps: fractions in the deletion / insertion curves (steps + 1 points).
         on_bad_image: ``stop`` (default) or ``skip`` (write ``rejected.csv`` and go on).
         gallery_size: example images per dataset in the report gallery.
+        threshold: decision threshold on the "Synthetic" probability: an image is called
+            Synthetic when its score is above it (accuracy, APCER, BPCER, ACER, correctness).
     """
 
     method: str = "gradcam"
@@ -52,6 +54,7 @@ class AuditConfig:
     deletion_steps: int = 10
     on_bad_image: str = "stop"
     gallery_size: int = 3
+    threshold: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +69,8 @@ class AuditConfig:
             raise InputError(f"on_bad_image must be 'stop' or 'skip', got {self.on_bad_image!r}")
         if self.batch_size < 1 or self.shard_size < 1:
             raise InputError("batch_size and shard_size must be >= 1")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise InputError(f"threshold must lie in [0, 1], got {self.threshold}")
         if any(not 0.0 <= a <= 1.0 for a in self.noise_levels):
             raise InputError(f"noise levels must lie in [0, 1], got {list(self.noise_levels)}")
         if 0.0 not in self.noise_levels:

@@ -219,6 +219,7 @@ def _check_resume_compatible(out: Path, meta: dict[str, Any]) -> None:
     plan["shard_size"] = meta["config"]["shard_size"]
     plan["seed"] = meta["config"]["seed"]
     plan["target"] = meta["config"]["target"]
+    plan["threshold"] = meta["config"]["threshold"]
     if plan_path.exists():
         try:
             previous = json.loads(plan_path.read_text(encoding="utf-8"))

@@ -122,6 +122,11 @@ def _section(key: str, blocks: list[Block]) -> Section | None:
 # ----------------------------------------------------------------------------- sections
 
 
+def _threshold(summary: Summary) -> float:
+    """The decision threshold the detection numbers were computed at."""
+    return float((summary.get("method") or {}).get("detection_threshold", 0.5))
+
+
 def overview_section(summary: Summary) -> Section:
     """How to read the report, and the summary-of-findings table."""
     blocks: list[Block] = [Heading("How to read this report", 3)] + [Paragraph(p) for p in HOW_TO_READ]
@@ -172,8 +177,8 @@ def detection_section(summary: Summary, figs: _Figures) -> Section | None:
                     + [Cell(fmt_int(rec.get("n_runs")), "num muted"), Cell(fmt_int(rec.get("n_images")), "num muted")])
     blocks: list[Block] = [Table(
         ["Dataset", "Group", "Accuracy", "ROC-AUC", "APCER", "BPCER", "ACER", "Runs", "Images"], rows,
-        "Mean over runs [bootstrap 95% CI over runs] at the 0.5 threshold. Only images labelled real or synthetic "
-        "count.")]
+        f"Mean over runs [bootstrap 95% CI over runs] at the {_threshold(summary):g} threshold on the 'Synthetic' "
+        "probability. Only images labelled real or synthetic count.")]
     blocks += figs.block("detection")
     run_rows = [
         [Cell(r["run"]), Cell(r["group"]), Cell(dataset_label(summary, r["dataset"]))]

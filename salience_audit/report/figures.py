@@ -326,7 +326,8 @@ def detection(summary: Summary) -> FigureOut | None:
     legend_outside(fig, axes[0])
     fig.suptitle("Detection quality (mean over runs; bars = bootstrap 95% CI over runs)")
     return FigureOut("detection", "detection", "Detection quality per dataset",
-                     "Accuracy at the 0.5 threshold and threshold-free ROC-AUC; datasets with one class have no AUC.",
+                     f"Accuracy at the {float((summary.get('method') or {}).get('detection_threshold', 0.5)):g} threshold "
+                     "and threshold-free ROC-AUC; datasets with one class have no AUC.",
                      to_png(fig))
 
 

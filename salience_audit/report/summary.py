@@ -172,7 +172,7 @@ def summarize(
     n_boot: int = 2000,
     seed: int = 0,
     mean_maps: Mapping[str, np.ndarray] | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """All numbers of an audit as a JSON-ready dict (strict JSON: undefined numbers are None).
 
@@ -187,6 +187,8 @@ def summarize(
     ``selection`` (model-selection table).
     """
     audit_meta = dict(audit_meta or {})
+    if threshold is None:  # the audit's decision threshold (``--threshold``), 0.5 by default
+        threshold = float((audit_meta.get("config") or {}).get("threshold", 0.5))
     rows = normalize_rows(rows)
     roles = dataset_roles(rows, audit_meta)
     in_set = [d for d, r in roles.items() if r == "in"]
