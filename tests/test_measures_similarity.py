@@ -15,6 +15,8 @@ from salience_audit.measures.similarity import (
     spearman,
     ssim_maps,
     ssim_uint8,
+    ssim_uint8_with_moments,
+    ssim_window_moments,
     ssim_window_size,
     topk_count,
     topk_iou,
@@ -205,3 +207,24 @@ def test_topk_iou_brute_force() -> None:
 
         sa, sb = top(a[i]), top(b[i])
         assert got[i].item() == pytest.approx(len(sa & sb) / len(sa | sb))
+
+
+@pytest.mark.parametrize("h, w", [(64, 64), (224, 224), (7, 9), (5, 6), (3, 4), (2, 2), (1, 1)])
+def test_ssim_with_moments_is_bit_identical(h: int, w: int) -> None:
+    """The split per-map / per-pair SSIM equals ssim_uint8 exactly, shared moments included."""
+    g = torch.Generator().manual_seed(h * 1000 + w)
+    a = torch.randint(0, 256, (20, h, w), generator=g)
+    b = torch.randint(0, 256, (20, h, w), generator=g)
+    b[3] = a[3]
+    b[4] = 7
+    ma, mb = ssim_window_moments(a), ssim_window_moments(b)
+    assert torch.equal(ssim_uint8_with_moments(a, b, ma, mb), ssim_uint8(a, b))
+    # The shared moments are not modified: a second use gives the same values.
+    assert torch.equal(ssim_uint8_with_moments(a, a, ma, ma), ssim_uint8(a, a))
+    assert torch.equal(ssim_uint8_with_moments(a, b, ma, mb), ssim_uint8(a, b))
+
+
+def test_ssim_with_moments_checks_moment_shapes() -> None:
+    a = torch.zeros(2, 8, 8, dtype=torch.int64)
+    with pytest.raises(ValueError, match="moments"):
+        ssim_uint8_with_moments(a, a, ssim_window_moments(a[:1]), ssim_window_moments(a))

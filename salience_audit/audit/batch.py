@@ -169,7 +169,8 @@ class BatchAuditor:
         outs: list[SalienceOutput] = []
         for start in range(0, len(images), per_pass):
             chunk = images[start : start + per_pass]
-            x = torch.cat(chunk, dim=0)
+            # A single variant goes as it is (contiguous), without a copy through cat.
+            x = chunk[0].contiguous() if len(chunk) == 1 else torch.cat(chunk, dim=0)
             tgt = None if target is None else target.repeat(len(chunk))
             out = run.extractor(x, target=tgt)
             self._flag(run.name, out.logits)
@@ -407,11 +408,36 @@ class BatchAuditor:
         # 8-bit levels made once per map (what ssim_maps would do on every call); a geometric
         # variant only moves pixels, so it commutes with the pointwise quantisation.
         clean_q = to_uint8_levels(maps_up)
-        for variant, out in zip(variants, outs):
-            moved_q = to_uint8_levels(upscale(out.maps.detach(), self.input_size))
-            add(run, "equivariance", variant.name, similarity.ssim_uint8(moved_q, variant.apply(clean_q)))
-            add(run, "invariance", variant.name, similarity.ssim_uint8(moved_q, clean_q))
+        moved_maps = torch.cat([out.maps.detach() for out in outs])
+        moved_q = to_uint8_levels(upscale(moved_maps, self.input_size))
+        equivariance, invariance = self._transform_ssims(clean_q, moved_q, variants)
+        for k, (variant, out) in enumerate(zip(variants, outs)):
+            add(run, "equivariance", variant.name, equivariance[k])
+            add(run, "invariance", variant.name, invariance[k])
             add(run, "transform_score_change", variant.name, self._score(out.logits) - score)
+
+    @staticmethod
+    def _transform_ssims(
+        clean_q: Tensor, moved_q: Tensor, variants: list[geometry.GeometricVariant]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Equivariance and invariance SSIMs (``[B]`` each) of every variant.
+
+        ``clean_q [B, H, W]`` are the 8-bit upscaled clean maps, ``moved_q [V * B, H, W]``
+        those of the V variants (variant-major). Equivariance compares variant v's map with
+        T_v(clean), invariance with the clean map. The window means of each map are computed
+        once (the clean map's for all variants, each variant map's for both comparisons).
+        """
+        b = clean_q.shape[0]
+        clean_moments = similarity.ssim_window_moments(clean_q)
+        equivariance, invariance = [], []
+        for k, variant in enumerate(variants):
+            moved = moved_q[k * b : (k + 1) * b]
+            moved_moments = similarity.ssim_window_moments(moved)
+            transformed = variant.apply(clean_q)
+            equivariance.append(similarity.ssim_uint8_with_moments(
+                moved, transformed, moved_moments, similarity.ssim_window_moments(transformed)))
+            invariance.append(similarity.ssim_uint8_with_moments(moved, clean_q, moved_moments, clean_moments))
+        return equivariance, invariance
 
     def _deletion_rows(
         self,

@@ -7,6 +7,8 @@ returns a float64 tensor ``[B]`` on the input device; pair ``i`` compares ``a[i]
 - :func:`ssim_uint8` - SSIM with scikit-image's defaults on 8-bit maps (the headline
   similarity of the stability, noise, equivariance and degradation measures).
 - :func:`ssim_maps` - the same on [0, 1] maps, after q = floor(255 S).
+- :func:`ssim_window_moments` + :func:`ssim_uint8_with_moments` - :func:`ssim_uint8` split
+  in its per-map and per-pair halves, for maps compared several times (transforms).
 - :func:`spearman` - Spearman rank correlation over the h*w cells.
 - :func:`topk_iou` - intersection over union of the top-k% cells.
 
@@ -85,11 +87,6 @@ def ssim_uint8(a: Tensor, b: Tensor) -> Tensor:
     if batch == 0:
         return torch.zeros(0, dtype=torch.float64, device=a.device)
     win = ssim_window_size(h, w)
-    n_cells = win * win
-    cov_norm = n_cells / (n_cells - 1) if n_cells > 1 else 1.0
-
-    c1 = (SSIM_K1 * SSIM_DATA_RANGE) ** 2
-    c2 = (SSIM_K2 * SSIM_DATA_RANGE) ** 2
     # Large maps (upscaled to the input size) go in chunks of a few images, so that the
     # temporaries stay in cache; 7x7 maps go in one piece.
     step = max(1, _SSIM_CHUNK_CELLS // (h * w))
@@ -99,16 +96,90 @@ def ssim_uint8(a: Tensor, b: Tensor) -> Tensor:
         y = b[start : start + step].to(torch.float64)
         # All five window moments at once: E[x], E[y], E[x^2], E[y^2], E[xy].
         ux, uy, uxx, uyy, uxy = _window_means(x, y, win).unbind(dim=1)
-        # In place on the window moments: sq = ux^2 + uy^2, var = vx + vy + C2,
-        # cv = 2 vxy + C2 (sample normalisation cov_norm). Identical maps give exactly 1.
-        uxuy = ux * uy
-        sq = ux.square().add_(uy.square())
-        var = uxx.add_(uyy).sub_(sq).mul_(cov_norm).add_(c2)
-        cv = uxy.sub_(uxuy).mul_(2.0 * cov_norm).add_(c2)
-        numerator = uxuy.mul_(2.0).add_(c1).mul_(cv)
-        denominator = sq.add_(c1).mul_(var)
-        out.append(numerator.div_(denominator).flatten(start_dim=1).mean(dim=1))
+        out.append(_ssim_from_means(ux, uy, uxx, uyy, uxy, _cov_norm(win)))
     return torch.cat(out)
+
+
+def _cov_norm(win: int) -> float:
+    """Sample-covariance factor W^2 / (W^2 - 1) of a ``win x win`` window (1 for W = 1)."""
+    n_cells = win * win
+    return n_cells / (n_cells - 1) if n_cells > 1 else 1.0
+
+
+def _ssim_from_means(ux: Tensor, uy: Tensor, uxx: Tensor, uyy: Tensor, uxy: Tensor, cov_norm: float) -> Tensor:
+    """Mean SSIM ``[k]`` of ``k`` map pairs from their window means ``[k, h', w']`` (float64).
+
+    Overwrites ``uxx`` and ``uxy`` (callers pass temporaries): sq = ux^2 + uy^2,
+    var = vx + vy + C2, cv = 2 vxy + C2 (sample normalisation ``cov_norm``). Identical maps
+    give exactly 1.
+    """
+    c1 = (SSIM_K1 * SSIM_DATA_RANGE) ** 2
+    c2 = (SSIM_K2 * SSIM_DATA_RANGE) ** 2
+    uxuy = ux * uy
+    sq = ux.square().add_(uy.square())
+    var = uxx.add_(uyy).sub_(sq).mul_(cov_norm).add_(c2)
+    cv = uxy.sub_(uxuy).mul_(2.0 * cov_norm).add_(c2)
+    numerator = uxuy.mul_(2.0).add_(c1).mul_(cv)
+    denominator = sq.add_(c1).mul_(var)
+    return numerator.div_(denominator).flatten(start_dim=1).mean(dim=1)
+
+
+def ssim_window_moments(levels: Tensor) -> Tensor:
+    """Window means E[x] and E[x^2] of each 8-bit map ``[B, h, w]``: ``[B, 2, h', w']`` float64.
+
+    The per-map half of :func:`ssim_uint8`'s work, to compute once for a map that is
+    compared several times (see :func:`ssim_uint8_with_moments`).
+    """
+    if levels.dim() != 3:
+        raise ValueError(f"ssim_window_moments expects maps [B, h, w], got {tuple(levels.shape)}")
+    batch, h, w = levels.shape
+    win = ssim_window_size(h, w)
+    step = max(1, _SSIM_CHUNK_CELLS // (h * w))
+    parts = [_sat_window_means(levels[s : s + step].to(torch.float64).unsqueeze(1), win, squares=True)
+             for s in range(0, batch, step)]
+    return torch.cat(parts) if parts else levels.new_zeros((0, 2, h - win + 1, w - win + 1), dtype=torch.float64)
+
+
+def ssim_uint8_with_moments(a: Tensor, b: Tensor, moments_a: Tensor, moments_b: Tensor) -> Tensor:
+    """:func:`ssim_uint8` of ``a`` and ``b`` given their :func:`ssim_window_moments`.
+
+    Only E[ab] is computed here. Every window sum of 8-bit levels is an exact integer, so
+    the result is bit-identical to ``ssim_uint8(a, b)``. Returns ``[B]`` float64.
+    """
+    _check_pair(a, b, "ssim_uint8_with_moments")
+    batch, h, w = a.shape
+    win = ssim_window_size(h, w)
+    expected = (batch, 2, h - win + 1, w - win + 1)
+    if tuple(moments_a.shape) != expected or tuple(moments_b.shape) != expected:
+        raise ValueError(
+            f"ssim_uint8_with_moments: moments of shape {expected} expected (ssim_window_moments of the maps), "
+            f"got {tuple(moments_a.shape)} and {tuple(moments_b.shape)}"
+        )
+    step = max(1, _SSIM_CHUNK_CELLS // (h * w))
+    out = [torch.zeros(0, dtype=torch.float64, device=a.device)]
+    for s in range(0, batch, step):
+        xy = a[s : s + step].to(torch.float64).mul_(b[s : s + step])
+        uxy = _sat_window_means(xy.unsqueeze(1), win, squares=False)[:, 0]
+        mx, my = moments_a[s : s + step], moments_b[s : s + step]
+        # E[x^2] is overwritten by _ssim_from_means: a copy, as the moments are shared.
+        out.append(_ssim_from_means(mx[:, 0], my[:, 0], mx[:, 1].clone(), my[:, 1], uxy, _cov_norm(win)))
+    return torch.cat(out)
+
+
+def _sat_window_means(x: Tensor, win: int, squares: bool) -> Tensor:
+    """Means over every ``win x win`` window of ``x [k, 1, h, w]`` (float64 integers).
+
+    With ``squares`` the means of x^2 come too (``[k, 2, h', w']``), else ``[k, 1, h', w']``.
+    Summed-area table as in :func:`_window_means`, exact for 8-bit levels.
+    """
+    k, _, h, w = x.shape
+    table = x.new_zeros(k, 2 if squares else 1, h + 1, w + 1)
+    table[:, :1, 1:, 1:] = x
+    if squares:
+        torch.mul(x, x, out=table[:, 1:, 1:, 1:])
+    table.cumsum_(dim=-2).cumsum_(dim=-1)
+    sums = table[..., win:, win:] - table[..., :-win, win:]
+    return sums.sub_(table[..., win:, :-win]).add_(table[..., :-win, :-win]).div_(win * win)
 
 
 _SSIM_CHUNK_CELLS = 1 << 16

@@ -97,8 +97,15 @@ class SalienceOutput:
 
 @contextmanager
 def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode; restore each one's own flag afterwards."""
+    """Put every submodule in eval mode; restore each one's own flag afterwards.
+
+    A model already in eval mode throughout (the audit's case) is left untouched: walking
+    and re-setting every submodule's flag would cost more than a small model's pass.
+    """
     modes = [(m, m.training) for m in module.modules()]
+    if not any(training for _, training in modes):
+        yield
+        return
     module.eval()
     try:
         yield
