@@ -18,15 +18,19 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 from salience_audit.measures.degradation import guided_blur
 from salience_audit.salience.normalize import upscale
+
+# The slow reference is the one the tests check against (one per distinct level, scipy).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_perturb_degradation import _reference_guided_blur as reference_guided_blur  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "guided_blur.json"
 
@@ -59,21 +63,6 @@ def blob_maps(n: int, size: int, seed: int = 0) -> torch.Tensor:
     lo = small.amin(dim=(1, 2), keepdim=True)
     hi = small.amax(dim=(1, 2), keepdim=True)
     return upscale((small - lo) / (hi - lo), size)
-
-
-def reference_guided_blur(image: np.ndarray, m: np.ndarray, mode: str) -> np.ndarray:
-    """Slow reference on one image [C, H, W] (float64) and one map [H, W]."""
-    smooth = gaussian_filter(m.astype(np.float64), sigma=5.0, mode="reflect", truncate=4.0)
-    levels = np.round(10.0 * smooth / smooth.max(), 1) if smooth.max() > 0 else np.zeros_like(smooth)
-    if mode == "object":
-        levels = np.round(10.0 - levels, 1)
-    out = np.empty_like(image)
-    for level in np.unique(levels):
-        sigma = (10.0 - level) ** 4 / 1000.0
-        blurred = gaussian_filter(image, sigma=(0.0, sigma, sigma), mode="reflect", truncate=4.0)
-        pick = levels == level
-        out[:, pick] = blurred[:, pick]
-    return out
 
 
 def bench_mode(x: torch.Tensor, maps: torch.Tensor, mode: str, chunk: int, ref_budget: float) -> dict:

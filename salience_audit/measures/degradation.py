@@ -293,6 +293,20 @@ def _anchor_blurs(x: Tensor) -> Iterator[Tensor]:
             yield _blur_last2(x, sigma, FACTOR_TOL, out=result, scratch=scratch)
 
 
+def _check_images_and_maps(x01: Tensor, maps_up: Tensor) -> tuple[int, int, int]:
+    """Validate images ``[B, C, H, W]`` and upscaled maps ``[B, H, W]``; return (B, H, W)."""
+    if x01.dim() != 4:
+        raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x01.shape)}")
+    _check_maps(maps_up)
+    b, _, height, width = x01.shape
+    if tuple(maps_up.shape) != (b, height, width):
+        raise ValueError(
+            f"maps_up {tuple(maps_up.shape)} must match the images' batch and size {(b, height, width)}; "
+            "upscale the maps to the input size first"
+        )
+    return b, height, width
+
+
 def guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -> Tensor:
     """Salience-guided blur of images ``[B, C, H, W]`` by upscaled maps ``[B, H, W]``.
 
@@ -306,15 +320,7 @@ def guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -> Tens
     strong blurs); elsewhere the mean absolute difference to the per-level scipy reference is
     below 1e-3 on natural images (benchmarks/bench_guided_blur.py, tests).
     """
-    if x01.dim() != 4:
-        raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x01.shape)}")
-    _check_maps(maps_up)
-    b, _, height, width = x01.shape
-    if tuple(maps_up.shape) != (b, height, width):
-        raise ValueError(
-            f"maps_up {tuple(maps_up.shape)} must match the images' batch and size {(b, height, width)}; "
-            "upscale the maps to the input size first"
-        )
+    b, height, width = _check_images_and_maps(x01, maps_up)
     if mode not in ("background", "object"):
         raise ValueError(f"mode must be 'background' or 'object', got {mode!r}")
     if b == 0:
@@ -384,14 +390,7 @@ def deletion_insertion_curves(
     has a low deletion area and a high insertion area. ``score_fn`` is called once per
     fraction (steps + 1 calls) on the 2B images (deleted then inserted), under ``no_grad``.
     """
-    if x01.dim() != 4:
-        raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x01.shape)}")
-    _check_maps(maps_up)
-    b, _, height, width = x01.shape
-    if tuple(maps_up.shape) != (b, height, width):
-        raise ValueError(
-            f"maps_up {tuple(maps_up.shape)} must match the images' batch and size {(b, height, width)}"
-        )
+    b, height, width = _check_images_and_maps(x01, maps_up)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if isinstance(baseline, Tensor):
