@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from salience_audit.atomic import atomic_write
 from salience_audit.errors import SalienceAuditError
 
 ROW_SCHEMA = pa.schema(
@@ -41,39 +41,17 @@ class StoreWriteError(SalienceAuditError):
     """The output folder cannot be written (full disk, permissions)."""
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
 def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """:func:`salience_audit.atomic.atomic_write`, with OS errors as :class:`StoreWriteError`."""
     try:
-        # mkstemp creates 0600; give the file the usual umask-based mode, so results in a
-        # shared output folder (multi-node audits) stay readable by the other nodes.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, write)
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise StoreWriteError(f"{path}: cannot write result file: {err.strerror or err}") from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically (temporary file, then rename)."""
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _atomic_write(Path(path), lambda tmp: tmp.write_bytes(text.encode("utf-8")))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

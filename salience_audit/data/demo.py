@@ -69,6 +69,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from salience_audit.atomic import atomic_write_text
 from salience_audit.data.manifest import write_manifest
 from salience_audit.data.sample import Sample
 
@@ -399,9 +400,7 @@ def _build(root: Path, recipe: dict[str, Any], digest: str) -> None:
     write_manifest(out_of_set, root / OUT_OF_SET_NAME)
 
     stored = {"recipe_hash": digest, "recipe": recipe}
-    tmp = root / (RECIPE_NAME + ".tmp")
-    tmp.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, root / RECIPE_NAME)
+    atomic_write_text(root / RECIPE_NAME, json.dumps(stored, indent=2, sort_keys=True) + "\n")
 
 
 def build_demo_data(

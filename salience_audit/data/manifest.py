@@ -30,11 +30,11 @@ import io
 import logging
 import os
 import posixpath
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from salience_audit.atomic import atomic_write_text
 from salience_audit.data.sample import CLASS_NAMES, Sample
 from salience_audit.errors import InputError
 
@@ -578,19 +578,12 @@ def write_manifest(samples: Iterable[Sample], path: PathLike) -> None:
     """
     target = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".csv", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(HEADER_COLUMNS)
-            for s in samples:
-                writer.writerow([
-                    s.split, _label_text(s.label), _written_path(s.path, folder),
-                    "" if s.human_map is None else _written_path(s.human_map, folder), s.dataset,
-                ])
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(HEADER_COLUMNS)
+    for s in samples:
+        writer.writerow([
+            s.split, _label_text(s.label), _written_path(s.path, folder),
+            "" if s.human_map is None else _written_path(s.human_map, folder), s.dataset,
+        ])
+    atomic_write_text(target, buffer.getvalue())

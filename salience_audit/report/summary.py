@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from salience_audit import __version__
+from salience_audit.atomic import atomic_write_text
 from salience_audit.report import aggregate, curves, detection_summary, outofset, selection
 from salience_audit.report.aggregate import POOLED
 from salience_audit.report.derived import derive_rows
@@ -295,9 +296,5 @@ def load_fresh_summary(
 def save_summary(summary: Mapping[str, Any], path: str | Path) -> Path:
     """Write a summary dict as strict JSON (temporary file then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(summary, indent=1, allow_nan=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(summary, indent=1, allow_nan=False) + "\n")
     return path

@@ -16,14 +16,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from salience_audit.atomic import atomic_write, atomic_write_text
 from salience_audit.models.audit_model import MODEL_FILE, RUN_FILE
 
 __all__ = [
@@ -55,33 +54,9 @@ LOG_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _atomic_write(path: Path, write: Any, mode: str) -> None:
-    """Write through ``write(fileobj)`` into a temporary sibling of ``path``, then rename it over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    data = text.encode("utf-8")
-    _atomic_write(Path(path), lambda fh: fh.write(data), "wb")
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save(obj)`` to ``path`` atomically."""
-    _atomic_write(Path(path), lambda fh: torch.save(obj, fh), "wb")
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _json_value(value: Any) -> Any:
