@@ -228,3 +228,15 @@ def test_ssim_with_moments_checks_moment_shapes() -> None:
     a = torch.zeros(2, 8, 8, dtype=torch.int64)
     with pytest.raises(ValueError, match="moments"):
         ssim_uint8_with_moments(a, a, ssim_window_moments(a[:1]), ssim_window_moments(a))
+
+
+def test_ssim_with_moments_same_for_float_held_levels_and_uint8() -> None:
+    """Levels held as float64, int64 or uint8 (int32 or float64 sums inside) give the same SSIM."""
+    g = torch.Generator().manual_seed(5)
+    a = torch.randint(0, 256, (6, 64, 64), generator=g)
+    b = torch.randint(0, 256, (6, 64, 64), generator=g)
+    expected = ssim_uint8(a, b)
+    for dtype in (torch.float64, torch.uint8, torch.int32):
+        x, y = a.to(dtype), b.to(dtype)
+        got = ssim_uint8_with_moments(x, y, ssim_window_moments(x), ssim_window_moments(y))
+        assert torch.equal(got, expected), dtype

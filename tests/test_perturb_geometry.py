@@ -185,3 +185,44 @@ def test_works_on_other_leading_dims_and_keeps_dtype() -> None:
         out = variant.apply(x)
         assert out.dtype == torch.float64
         np.testing.assert_array_equal(out.numpy(), _apply_numpy(x.numpy(), variant))
+
+
+@pytest.mark.parametrize("size", [5, 64, 224])
+def test_apply_all_equals_each_variant(size: int) -> None:
+    """The pad-once shifts of apply_all equal the clamped gather of apply, images and int maps alike."""
+    from salience_audit.measures.geometry import apply_all
+
+    g = torch.Generator().manual_seed(size)
+    images = torch.rand(2, 3, size, size, generator=g)
+    levels = torch.randint(0, 256, (3, size, size), generator=g)
+    variants = geometric_variants(size)
+    for t in (images, levels):
+        for variant, got in zip(variants, apply_all(variants, t)):
+            assert got.dtype == t.dtype
+            assert torch.equal(got, variant.apply(t)), variant.name
+
+
+def test_window_means_commute_with_flips_and_quarter_turns_only() -> None:
+    """T(window means of m) == window means of T(m) exactly for flips / rot90, not for shifts."""
+    from salience_audit.measures.similarity import ssim_window_moments
+
+    m = torch.randint(0, 256, (4, 64, 64), generator=torch.Generator().manual_seed(1))
+    moments = ssim_window_moments(m)
+    for variant in geometric_variants(64):
+        direct = ssim_window_moments(variant.apply(m))
+        if variant.commutes_with_window_means():
+            assert torch.equal(variant.apply(moments), direct), variant.name
+        else:
+            assert not torch.equal(variant.apply(moments), direct), variant.name
+
+
+@pytest.mark.parametrize("h, w, size", [(7, 7, 224), (8, 8, 64), (8, 5, 64), (3, 3, 10)])
+def test_upscale_matches_torch_bicubic(h: int, w: int, size: int) -> None:
+    """The matrix form of the bicubic resize equals F.interpolate(bicubic) up to float rounding."""
+    maps = torch.rand(6, h, w, generator=torch.Generator().manual_seed(h * w))
+    expected = torch.nn.functional.interpolate(
+        maps[:, None], size=(size, size), mode="bicubic", align_corners=False
+    )[:, 0].clamp(0, 1)
+    got = upscale(maps, size)
+    assert got.shape == (6, size, size)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)

@@ -278,7 +278,7 @@ class BatchAuditor:
         noisy_levels = [a for a in cfg.noise_levels if a > 0] if "noise" in self.measures else []
         noisy = [noise.salt_and_pepper(x, a, generator=generator) for a in noisy_levels]
         moved_variants = [v for v in self.variants if v.name != "identity"] if "transforms" in self.measures else []
-        moved = [v.apply(x) for v in moved_variants]
+        moved = geometry.apply_all(moved_variants, x)
 
         clean_maps: dict[str, Tensor] = {}
         for run in self.runs:
@@ -429,13 +429,20 @@ class BatchAuditor:
         """
         b = clean_q.shape[0]
         clean_moments = similarity.ssim_window_moments(clean_q)
+        transformed_all = geometry.apply_all(variants, clean_q)
+        square = clean_moments.shape[-1] == clean_moments.shape[-2]
         equivariance, invariance = [], []
         for k, variant in enumerate(variants):
             moved = moved_q[k * b : (k + 1) * b]
             moved_moments = similarity.ssim_window_moments(moved)
-            transformed = variant.apply(clean_q)
+            transformed = transformed_all[k]
+            if square and variant.commutes_with_window_means():
+                # Flips and quarter turns permute the windows: their means are T(clean means), exactly.
+                transformed_moments = variant.apply(clean_moments)
+            else:
+                transformed_moments = similarity.ssim_window_moments(transformed)
             equivariance.append(similarity.ssim_uint8_with_moments(
-                moved, transformed, moved_moments, similarity.ssim_window_moments(transformed)))
+                moved, transformed, moved_moments, transformed_moments))
             invariance.append(similarity.ssim_uint8_with_moments(moved, clean_q, moved_moments, clean_moments))
         return equivariance, invariance
 

@@ -75,6 +75,41 @@ class GeometricVariant:
 
     __call__ = apply
 
+    def commutes_with_window_means(self) -> bool:
+        """True when T(window means of m) equals the window means of T(m) for a square map.
+
+        Flips and quarter turns only permute cells, and a square window grid onto itself, so
+        the per-window sums of T(m) are the permuted sums of m (exactly, not approximately);
+        an edge-replicating shift changes the content of the border windows.
+        """
+        return self.kind in ("identity", "flip", "rot90")
+
+
+def apply_all(variants: list[GeometricVariant], t: Tensor) -> list[Tensor]:
+    """``[v.apply(t) for v in variants]``, with every shift taken from one edge-padded copy.
+
+    The tensor is padded once by the largest shift (replicating the edges); each shift is
+    then a view of that copy, ``out[..., i, j] = padded[..., i - dy + p, j - dx + p]``,
+    which equals the clamped gather of :meth:`GeometricVariant.apply` element for element.
+    Shifted results are views (callers that need contiguous memory copy them once).
+    """
+    shifts = [v for v in variants if v.kind == "shift"]
+    if not shifts:
+        return [v.apply(t) for v in variants]
+    pad = max(max(abs(v.params["dx"]), abs(v.params["dy"])) for v in shifts)
+    height, width = t.shape[-2], t.shape[-1]
+    rows = torch.arange(-pad, height + pad, device=t.device).clamp_(0, height - 1)
+    cols = torch.arange(-pad, width + pad, device=t.device).clamp_(0, width - 1)
+    padded = t.index_select(-2, rows).index_select(-1, cols)
+    out = []
+    for v in variants:
+        if v.kind != "shift":
+            out.append(v.apply(t))
+            continue
+        top, left = pad - v.params["dy"], pad - v.params["dx"]
+        out.append(padded[..., top : top + height, left : left + width])
+    return out
+
 
 def _shift_name(dx: int, dy: int) -> str:
     def fmt(d: int) -> str:

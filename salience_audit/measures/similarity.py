@@ -135,7 +135,7 @@ def ssim_window_moments(levels: Tensor) -> Tensor:
     batch, h, w = levels.shape
     win = ssim_window_size(h, w)
     step = max(1, _SSIM_CHUNK_CELLS // (h * w))
-    parts = [_sat_window_means(levels[s : s + step].to(torch.float64).unsqueeze(1), win, squares=True)
+    parts = [_sat_window_means(levels[s : s + step].unsqueeze(1), win, squares=True)
              for s in range(0, batch, step)]
     return torch.cat(parts) if parts else levels.new_zeros((0, 2, h - win + 1, w - win + 1), dtype=torch.float64)
 
@@ -158,7 +158,9 @@ def ssim_uint8_with_moments(a: Tensor, b: Tensor, moments_a: Tensor, moments_b: 
     step = max(1, _SSIM_CHUNK_CELLS // (h * w))
     out = [torch.zeros(0, dtype=torch.float64, device=a.device)]
     for s in range(0, batch, step):
-        xy = a[s : s + step].to(torch.float64).mul_(b[s : s + step])
+        xa, xb = a[s : s + step], b[s : s + step]
+        floats = xa.is_floating_point() or xb.is_floating_point()
+        xy = xa.to(torch.float64) * xb if floats else xa.to(torch.int64) * xb.to(torch.int64)
         uxy = _sat_window_means(xy.unsqueeze(1), win, squares=False)[:, 0]
         mx, my = moments_a[s : s + step], moments_b[s : s + step]
         # E[x^2] is overwritten by _ssim_from_means: a copy, as the moments are shared.
@@ -166,20 +168,41 @@ def ssim_uint8_with_moments(a: Tensor, b: Tensor, moments_a: Tensor, moments_b: 
     return torch.cat(out)
 
 
-def _sat_window_means(x: Tensor, win: int, squares: bool) -> Tensor:
-    """Means over every ``win x win`` window of ``x [k, 1, h, w]`` (float64 integers).
+def _sum_dtype(x: Tensor, n_cells: int, squares: bool) -> torch.dtype:
+    """Exact accumulation dtype for summed-area tables of ``x`` (and x^2) over ``n_cells`` cells.
 
-    With ``squares`` the means of x^2 come too (``[k, 2, h', w']``), else ``[k, 1, h', w']``.
-    Summed-area table as in :func:`_window_means`, exact for 8-bit levels.
+    Integer maps sum in int32 when the largest table entry, n_cells * max|x|^(2 if squares),
+    stays below 2^31 (8-bit maps up to 181 x 181 cells), else in int64; float maps in float64.
+    Every choice gives the same exact integer window sums for integer-valued maps.
+    """
+    if x.is_floating_point() or x.is_complex():
+        return torch.float64
+    if x.numel() == 0:
+        return torch.int32
+    top = int(x.abs().amax())
+    bound = n_cells * (top * top if squares else top)
+    return torch.int32 if bound < 2**31 else torch.int64
+
+
+def _sat_window_means(x: Tensor, win: int, squares: bool) -> Tensor:
+    """Means over every ``win x win`` window of ``x [k, 1, h, w]``.
+
+    With ``squares`` the means of x^2 come too (``[k, 2, h', w']``), else ``[k, 1, h', w']``;
+    float64. Summed-area table as in :func:`_window_means`; integer maps are summed in an
+    integer dtype (:func:`_sum_dtype`, exact and cheaper than float64), float maps in float64.
+    For 8-bit levels both give the same exact sums, so the means are bit-identical.
     """
     k, _, h, w = x.shape
+    acc = _sum_dtype(x, h * w, squares)
+    x = x.to(acc)
     table = x.new_zeros(k, 2 if squares else 1, h + 1, w + 1)
     table[:, :1, 1:, 1:] = x
     if squares:
         torch.mul(x, x, out=table[:, 1:, 1:, 1:])
     table.cumsum_(dim=-2).cumsum_(dim=-1)
     sums = table[..., win:, win:] - table[..., :-win, win:]
-    return sums.sub_(table[..., win:, :-win]).add_(table[..., :-win, :-win]).div_(win * win)
+    sums.sub_(table[..., win:, :-win]).add_(table[..., :-win, :-win])
+    return sums.to(torch.float64).div_(win * win)
 
 
 _SSIM_CHUNK_CELLS = 1 << 16

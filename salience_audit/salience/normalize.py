@@ -30,14 +30,46 @@ def to_uint8_levels(maps: Tensor) -> Tensor:
 
     This is what saving a map as an 8-bit grayscale PNG gives; values are clamped to [0, 255].
     """
-    return torch.floor(maps.clamp(0.0, 1.0) * 255.0).to(torch.int64)
+    # Truncation toward zero is floor on [0, 255]: one pass fewer than clamp + floor.
+    return (maps * 255.0).clamp_(0.0, 255.0).to(torch.int64)
 
 
 def upscale(maps: Tensor, size: int | tuple[int, int]) -> Tensor:
-    """Bicubic resize of ``[B, h, w]`` maps to the input size, clamped back to [0, 1]."""
+    """Bicubic resize of ``[B, h, w]`` maps to the input size, clamped back to [0, 1].
+
+    Bicubic resizing (``F.interpolate(mode="bicubic", align_corners=False)``: Keys kernel
+    a = -0.75, border indices clamped) is separable and linear, U(S) = R S C^T with R
+    ``[H, h]`` and C ``[W, w]``; both matrices are taken from ``F.interpolate`` itself
+    (:func:`bicubic_matrix`), so U equals it up to float rounding (about 1e-7), and the
+    whole batch is resized by two matrix products instead of a per-pixel kernel.
+    """
     if isinstance(size, int):
         size = (size, size)
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps.clamp(0.0, 1.0)
-    up = F.interpolate(maps.unsqueeze(1).float(), size=size, mode="bicubic", align_corners=False)
-    return up.squeeze(1).clamp(0.0, 1.0)
+    if maps.dim() != 3:
+        raise ValueError(f"upscale expects maps [B, h, w], got {tuple(maps.shape)}")
+    h, w = maps.shape[-2:]
+    rows = bicubic_matrix(h, size[0], maps.device)
+    cols = bicubic_matrix(w, size[1], maps.device)
+    up = torch.matmul(torch.matmul(rows, maps.float()), cols.t())
+    return up.clamp_(0.0, 1.0)
+
+
+_MATRICES: dict[tuple[int, int, str], Tensor] = {}
+
+
+def bicubic_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu") -> Tensor:
+    """The ``[n_out, n_in]`` float32 matrix of 1-D bicubic resizing from n_in to n_out samples.
+
+    Column j is ``F.interpolate`` (bicubic, align_corners=False) of the j-th unit vector, so
+    resizing a vector v is ``matrix @ v``. Cached per (n_in, n_out, device).
+    """
+    key = (n_in, n_out, str(device))
+    found = _MATRICES.get(key)
+    if found is None:
+        basis = torch.eye(n_in, dtype=torch.float32, device=device).view(n_in, 1, 1, n_in)
+        found = F.interpolate(basis, size=(1, n_out), mode="bicubic", align_corners=False).view(n_in, n_out).t()
+        found = found.contiguous()
+        _MATRICES[key] = found
+    return found
