@@ -2,8 +2,8 @@
 
 Chosen after the pass: the first ``gallery_size`` images of each dataset, and the
 most and least stable images (mean cross-run SSIM, first group that has stability
-rows). Their maps are recomputed (a handful of images), so nothing proportional to
-the dataset is kept during the audit.
+rows, found shard by shard). Their maps are recomputed (a handful of images), so
+nothing proportional to the dataset is kept during the audit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 from salience_audit.audit.config import AuditConfig
@@ -48,20 +49,11 @@ def _pick(out: Path, datasets: dict[str, list[Sample]], config: AuditConfig) -> 
         for i in itertools.islice(good, max(config.gallery_size, 0)):
             picks.append((name, i, "example"))
     if "stability" in config.measures:
-        rows = ResultStore(out).read_rows(
-            columns=["dataset", "index", "group", "measure", "value"],
-            filters=pc.field("measure") == "stability_ssim",
-        )
-        if len(rows):
-            first_group = rows["group"].iloc[0]
-            per_image = (
-                rows[rows["group"] == first_group].groupby(["dataset", "index"])["value"].mean().sort_values()
-            )
-            k = max(1, config.gallery_size)
-            for (ds, idx), _ in per_image.iloc[::-1].head(k).items():
-                picks.append((str(ds), int(idx), f"most stable ({first_group})"))
-            for (ds, idx), _ in per_image.head(k).items():
-                picks.append((str(ds), int(idx), f"least stable ({first_group})"))
+        extremes = stability_extremes(out, max(1, config.gallery_size))
+        if extremes is not None:
+            first_group, most, least = extremes
+            picks += [(ds, idx, f"most stable ({first_group})") for ds, idx in most]
+            picks += [(ds, idx, f"least stable ({first_group})") for ds, idx in least]
     seen: set[tuple[str, int]] = set()
     unique = []
     for ds, idx, reason in picks:
@@ -69,6 +61,38 @@ def _pick(out: Path, datasets: dict[str, list[Sample]], config: AuditConfig) -> 
             seen.add((ds, idx))
             unique.append((ds, idx, reason))
     return unique
+
+
+def stability_extremes(out: Path, k: int) -> tuple[str, list[tuple[str, int]], list[tuple[str, int]]] | None:
+    """The ``k`` most and ``k`` least stable images of the first group with stability rows.
+
+    An image's stability is its mean ``stability_ssim`` over the group's run pairs. The
+    result shards are read one at a time (a shard holds every pair of its group for its
+    images, so per-image means are complete within it) and only the running top-k and
+    bottom-k are kept: memory does not grow with the dataset. Returns
+    ``(group, most stable first, least stable first)`` or None without stability rows.
+    """
+    first_group: str | None = None
+    best: list[tuple[float, str, int]] = []
+    worst: list[tuple[float, str, int]] = []
+    for path in ResultStore(out).shard_files():
+        table = pq.read_table(
+            path, columns=["dataset", "index", "group", "value"], filters=pc.field("measure") == "stability_ssim"
+        )
+        if table.num_rows == 0:
+            continue
+        rows = table.to_pandas()
+        if first_group is None:
+            first_group = str(rows["group"].iloc[0])
+        rows = rows[rows["group"] == first_group]
+        per_image = rows.groupby(["dataset", "index"], sort=True)["value"].mean()
+        best += [(float(v), str(ds), int(i)) for (ds, i), v in per_image.nlargest(k).items()]
+        worst += [(float(v), str(ds), int(i)) for (ds, i), v in per_image.nsmallest(k).items()]
+        best = sorted(best, key=lambda t: (-t[0], t[1], t[2]))[:k]
+        worst = sorted(worst, key=lambda t: (t[0], t[1], t[2]))[:k]
+    if first_group is None:
+        return None
+    return first_group, [(ds, i) for _, ds, i in best], [(ds, i) for _, ds, i in worst]
 
 
 def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, list[Sample]], config: AuditConfig) -> Path | None:

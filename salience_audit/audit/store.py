@@ -197,6 +197,10 @@ class ResultStore:
         table = rows.to_table()
         _atomic_write(self.shard_path(shard_id), lambda tmp: pq.write_table(table, tmp))
 
+    def shard_files(self) -> list[Path]:
+        """The finished shards' Parquet files, sorted by shard id (temporary files excluded)."""
+        return sorted(p for p in self.results_dir.glob("*.parquet") if not p.name.startswith("."))
+
     def done_shards(self) -> list[str]:
         return sorted(p.stem for p in self.results_dir.glob("*.parquet"))
 
