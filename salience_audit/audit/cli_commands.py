@@ -97,6 +97,13 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("audit_dir", help="an audit output folder")
     p.add_argument("--compare-with", metavar="AUDIT_DIR", help="another audit folder (e.g. another architecture)")
+    p.add_argument(
+        "--sample-capacity",
+        type=int,
+        metavar="N",
+        help="per-image values kept per measure x group x dataset (default 50000); beyond, CIs are normal and tests "
+        "use a uniform sample of N images",
+    )
     p.set_defaults(func=run_report_command)
     return p
 
@@ -236,9 +243,14 @@ def run_report_command(args: argparse.Namespace) -> int:
     out = Path(args.audit_dir)
     if not (out / "audit.json").exists():
         raise InputError("not an audit folder (no audit.json inside)", out)
+    from salience_audit.report.accumulate import DEFAULT_CAPACITY
+
+    capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
+    if capacity < 1:
+        raise InputError("--sample-capacity must be at least 1")
     try:
-        write_summary(out)
-        path = write_report(out, compare_with=args.compare_with)
+        write_summary(out, capacity=capacity)
+        path = write_report(out, compare_with=args.compare_with, capacity=capacity)
     except OSError as err:  # full disk, permissions
         from salience_audit.audit.store import StoreWriteError
 

@@ -8,6 +8,10 @@ is shown by the per-run means.
 
 In-set datasets are also pooled (each image counted once) under the dataset name
 :data:`POOLED` when there are two or more of them.
+
+The per-key statistics, comparisons and per-run numbers are made in bounded memory by
+:mod:`salience_audit.report.accumulate`, which uses :func:`image_values`,
+:func:`expand_pairs` and :func:`describe` on each chunk of rows / each sample.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salience_audit.measures.stats import bootstrap_ci, compare_groups
+from salience_audit.measures.stats import bootstrap_ci
 from salience_audit.report.measure_info import PAIRWISE_MEASURES
 
 POOLED = "all in-set"
@@ -85,74 +89,3 @@ def describe(values: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     mean, low, high = bootstrap_ci(vals, n_boot=n_boot, level=0.95, seed=seed)
     std = float(np.std(vals, ddof=1)) if n > 1 else None
     return {"n": n, "mean": mean, "std": std, "ci_low": low, "ci_high": high}
-
-
-def group_stats(values: pd.DataFrame, n_runs: dict[tuple, int], n_boot: int, seed: int) -> list[dict[str, Any]]:
-    """One record per (measure, variant, group, dataset): n images, mean, std, 95% CI, n_runs."""
-    records = []
-    for (measure, variant, group, dataset), sub in values.groupby(
-        ["measure", "variant", "group", "dataset"], sort=False, observed=True
-    ):
-        rec = {"measure": measure, "variant": variant, "group": group, "dataset": dataset}
-        rec.update(describe(sub["value"].to_numpy(), n_boot, seed))
-        rec["n_runs"] = n_runs.get((measure, variant, group, dataset))
-        records.append(rec)
-    return records
-
-
-def run_counts(frames: Iterable[pd.DataFrame], in_set: Sequence[str]) -> dict[tuple, int]:
-    """Number of runs (or run pairs) behind each (measure, variant, group, dataset)."""
-    counts: dict[tuple, int] = {}
-    for frame in frames:
-        if frame.empty:
-            continue
-        nun = frame.groupby(["measure", "variant", "group", "dataset"], sort=False, observed=True)["run"].nunique()
-        for key, n in nun.items():
-            counts[key] = int(n)
-            if key[3] in in_set:
-                pooled = (*key[:3], POOLED)
-                counts[pooled] = max(counts.get(pooled, 0), int(n))
-    return counts
-
-
-def run_stats(run_values: pd.DataFrame) -> list[dict[str, Any]]:
-    """One record per (measure, variant, run, dataset): group, n images, mean, std (no CI)."""
-    keys = ["measure", "variant", "group", "run", "dataset"]
-    agg = run_values.groupby(keys, sort=False, observed=True)["value"].agg(["count", "mean", "std"]).reset_index()
-    return [
-        {
-            "measure": r.measure,
-            "variant": r.variant,
-            "group": r.group,
-            "run": r.run,
-            "dataset": r.dataset,
-            "n": int(r.count),
-            "mean": float(r.mean) if r.count else None,
-            "std": float(r.std) if r.count > 1 else None,
-        }
-        for r in agg.itertuples(index=False)
-    ]
-
-
-def group_comparisons(values: pd.DataFrame, groups: Sequence[str]) -> list[dict[str, Any]]:
-    """compare_groups on the per-image values of every pair of groups, per (measure, variant, dataset).
-
-    ``group_a`` precedes ``group_b`` in ``groups``; positive ``mean_diff`` / ``cliffs_delta``
-    mean group_a is larger. Reference groups (human annotations) are not tested against models.
-    """
-    from salience_audit.report.families import REFERENCE_GROUPS
-
-    order = {g: i for i, g in enumerate(groups)}
-    records = []
-    for (measure, variant, dataset), sub in values.groupby(["measure", "variant", "dataset"], sort=False):
-        by_group = {g: _finite(v.to_numpy()) for g, v in sub.groupby("group", sort=False)["value"]}
-        present = sorted(
-            (g for g, v in by_group.items() if v.size and g not in REFERENCE_GROUPS),
-            key=lambda g: order.get(g, len(order)),
-        )
-        for i, ga in enumerate(present):
-            for gb in present[i + 1:]:
-                rec = {"measure": measure, "variant": variant, "dataset": dataset, "group_a": ga, "group_b": gb}
-                rec.update(compare_groups(by_group[ga], by_group[gb]))
-                records.append(rec)
-    return records

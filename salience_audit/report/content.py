@@ -147,6 +147,16 @@ def overview_section(summary: Summary) -> Section:
         blocks.append(Paragraph(f"{n_rejected} image(s) could not be used (unreadable files, or models giving "
                                 "non-finite scores) and were left out; each is listed with its reason in "
                                 "rejected.csv next to this report's folder.", "note"))
+    method = summary.get("method") or {}
+    sampled = (method.get("approximated") or {}).get("stats") or []
+    if sampled:
+        cap = method.get("sample_capacity")
+        blocks.append(Paragraph(
+            f"{len(sampled)} cell(s) (measure x group x dataset) have more than {fmt_int(cap)} images. For them n, "
+            "mean and standard deviation are exact, the 95% CI is the normal one (mean +- 1.96 sd / sqrt(n)) instead "
+            f"of a bootstrap, the Welch test uses the exact moments, and the Mann-Whitney test, Cliff's delta, the "
+            f"distribution tests and the distribution figures use a uniform random sample of {fmt_int(cap)} images "
+            "(summary.json, method.approximated, lists them).", "note"))
     blocks.append(Heading("Summary of findings", 3))
     table = findings_table(summary, primary=True)
     blocks.append(table if table else Paragraph("No measure values were found in this audit.", "note"))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from salience_audit.measures.stats import area_under_curve
-from salience_audit.report.aggregate import POOLED
 from salience_audit.report.formatting import is_number
 from salience_audit.report.measure_info import NOISE_CURVES
 
@@ -68,29 +66,23 @@ def _run_order(group: str, members: set[str], meta_groups: Mapping[str, Sequence
 
 
 def stability_matrices(
-    rows: pd.DataFrame,
+    pair_means: Iterable[tuple[tuple[str, str, str], float]],
     meta_groups: Mapping[str, Sequence[str]],
-    in_set: Sequence[str],
     measure: str = "stability_ssim",
 ) -> list[dict[str, Any]]:
     """The N x N matrix of mean ``measure`` between the runs of each group, per dataset (and pooled in-set).
 
-    Entry (i, j) is the mean over images of the pair's per-image value; the diagonal is 1
-    (a map compared with itself); a pair without values is null.
+    ``pair_means`` are ``((group, dataset, "a|b"), mean over images of the pair's value)``
+    in summary order (:meth:`salience_audit.report.accumulate.AuditAccumulator.stability_pair_means`).
+    Entry (i, j) is the pair's mean; the diagonal is 1 (a map compared with itself); a pair
+    without values is null.
     """
-    sel = rows[(rows["measure"] == measure) & rows["run"].str.contains("|", regex=False)]
-    if sel.empty:
-        return []
-    sel = sel[["group", "run", "dataset", "value"]]
-    found = set(sel["dataset"].unique())
-    present_in = [d for d in in_set if d in found]
-    if len(present_in) >= 2:
-        pooled = sel[sel["dataset"].isin(present_in)].assign(dataset=POOLED)
-        sel = pd.concat([sel, pooled], ignore_index=True)
-    pair_means = sel.groupby(["group", "dataset", "run"], sort=False)["value"].mean()
+    cells: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+    for (group, dataset, run), value in pair_means:
+        a, b = run.split("|", 1)
+        cells.setdefault((group, dataset), {})[(a, b)] = float(value)
     out = []
-    for (group, dataset), sub in pair_means.groupby(level=["group", "dataset"], sort=False):
-        pairs = {tuple(run.split("|", 1)): float(v) for (_, _, run), v in sub.items()}
+    for (group, dataset), pairs in cells.items():
         members = {r for pair in pairs for r in pair}
         runs = _run_order(group, members, meta_groups)
         pos = {r: i for i, r in enumerate(runs)}

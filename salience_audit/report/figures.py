@@ -1,7 +1,9 @@
 """Figures of the report (matplotlib, Agg, PNG at 110 dpi).
 
-Every function takes the summary (and, where it needs per-image values, the image table
-of :func:`salience_audit.report.summary.image_table`) and returns a
+Every function takes the summary (and, where it needs per-image values, a table of them
+with columns measure, variant, group, dataset, value: :func:`salience_audit.report.summary.image_table`
+of rows in memory, or ``AuditAccumulator.image_values`` - every value, or a uniform sample
+of ``capacity`` of them for larger cells) and returns a
 :class:`~salience_audit.report.plotstyle.FigureOut` or None when there is nothing to draw:
 figures without data are skipped, never drawn empty. :func:`all_figures` renders them all.
 """
@@ -31,6 +33,9 @@ from salience_audit.report.plotstyle import (
 )
 
 Summary = Mapping[str, Any]
+
+VALUE_MEASURES: tuple[str, ...] = ("entropy_norm", "stability_ssim")
+"""Measures whose per-image values the figures draw (the ``values`` table needs only these)."""
 
 
 def _cells(summary: Summary, measure: str, dataset: str | None) -> dict[tuple[str, str], Mapping[str, Any]]:
@@ -460,7 +465,7 @@ def all_figures(
 
 
 __all__ = [
-    "all_figures", "degradation", "deletion_insertion", "detection", "entropy_distribution", "human_agreement",
+    "VALUE_MEASURES", "all_figures", "degradation", "deletion_insertion", "detection", "entropy_distribution", "human_agreement",
     "noise_curves", "out_of_set_entropy", "selection_scatter", "stability_distribution", "stability_matrix",
     "transforms",
 ]

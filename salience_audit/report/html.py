@@ -21,12 +21,19 @@ from salience_audit.errors import InputError
 from salience_audit.report.compare import audit_labels, comparison_table
 from salience_audit.report.content import build_document
 from salience_audit.report.document import Document, kind
-from salience_audit.report.figures import all_figures
+from salience_audit.report.figures import VALUE_MEASURES, all_figures
 from salience_audit.report.gallery import gallery_items
-from salience_audit.report.inputs import load_audit_meta, load_gallery, load_mean_maps, load_results
+from salience_audit.report.inputs import load_audit_meta, load_gallery, load_mean_maps
 from salience_audit.report.markdown import FIGURE_DIR, render_markdown
 from salience_audit.report.plotstyle import FigureOut
-from salience_audit.report.summary import image_table, load_fresh_summary, save_summary, summarize
+from salience_audit.report.summary import (
+    DEFAULT_CAPACITY,
+    folder_accumulator,
+    load_fresh_summary,
+    save_summary,
+    summarize_folder,
+    summary_from_accumulator,
+)
 
 CSS = """
 :root { --ink: #1f2328; --muted: #5f6b76; --line: #d8dee4; --head: #f3f5f8; --accent: #0b5cad; }
@@ -149,13 +156,12 @@ def _resolve_compare(out_dir: Path, compare_with: str | Path | None, meta: Mappi
     return None
 
 
-def _summary_of(other: Path, n_boot: int, seed: int) -> dict[str, Any]:
+def _summary_of(other: Path, n_boot: int, seed: int, capacity: int | None) -> dict[str, Any]:
     """The other audit's summary: its summary.json when up to date, else recomputed (not written there)."""
     fresh = load_fresh_summary(other)
     if fresh is not None:
         return fresh
-    return summarize(load_results(other), load_audit_meta(other), n_boot=n_boot, seed=seed,
-                     mean_maps=load_mean_maps(other))
+    return summarize_folder(other, n_boot=n_boot, seed=seed, capacity=capacity)
 
 
 def write_report(
@@ -164,29 +170,40 @@ def write_report(
     *,
     n_boot: int = 2000,
     seed: int = 0,
+    capacity: int | None = DEFAULT_CAPACITY,
 ) -> Path:
     """Write ``OUT/summary.json``, ``OUT/report/index.html`` and ``OUT/report/report.md``; returns the HTML path.
 
-    An up-to-date ``OUT/summary.json`` made with the same ``n_boot`` and ``seed`` (e.g. by
-    :func:`~salience_audit.report.summary.write_summary` just before) is reused, not recomputed.
+    An up-to-date ``OUT/summary.json`` made with the same ``n_boot``, ``seed`` and
+    ``capacity`` (e.g. by :func:`~salience_audit.report.summary.write_summary` just before)
+    is reused, not recomputed; the figures' per-image values (entropy, stability) are then
+    read again, those measures only. Either way the result shards are read one at a time
+    (bounded memory); distributions with more than ``capacity`` images are drawn from a
+    uniform sample of ``capacity`` of them.
 
     ``compare_with`` (default: ``compare_with`` of ``audit.json``, when that folder exists)
     is another audit folder whose headline numbers are shown side by side.
     """
     out_dir = Path(out_dir)
-    rows, meta = load_results(out_dir), load_audit_meta(out_dir)
+    meta = load_audit_meta(out_dir)
     mean_maps, gallery = load_mean_maps(out_dir), load_gallery(out_dir)
-    summary = load_fresh_summary(out_dir, n_boot=n_boot, seed=seed)
+    summary = load_fresh_summary(out_dir, n_boot=n_boot, seed=seed, capacity=capacity)
     if summary is None:
-        summary = summarize(rows, meta, n_boot=n_boot, seed=seed, mean_maps=mean_maps)
+        acc = folder_accumulator(out_dir, meta, seed=seed, capacity=capacity)
+        summary = summary_from_accumulator(acc, meta, n_boot=n_boot, seed=seed, mean_maps=mean_maps)
         save_summary(summary, out_dir / "summary.json")
+    else:
+        acc = folder_accumulator(out_dir, meta, seed=seed, capacity=capacity, measures=VALUE_MEASURES)
+    values = acc.image_values(summary.get("in_set") or [], VALUE_MEASURES)
+    del acc
 
-    figures = all_figures(summary, image_table(rows, meta), gallery, mean_maps)
+    figures = all_figures(summary, values, gallery, mean_maps)
     comparison = None
     other = _resolve_compare(out_dir, compare_with, meta)
     if other is not None:
         label_a, label_b = audit_labels(out_dir, other)
-        comparison = (comparison_table(summary, _summary_of(other, n_boot, seed), label_a, label_b), label_a, label_b)
+        comparison = (comparison_table(summary, _summary_of(other, n_boot, seed, capacity), label_a, label_b),
+                      label_a, label_b)
     doc = build_document(summary, figures, gallery_items(gallery) if gallery else [], comparison,
                          title=f"Salience audit report: {out_dir.resolve().name}")
 

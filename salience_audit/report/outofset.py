@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from salience_audit.measures.distribution import compare_distributions, mean_map_distance
@@ -16,46 +15,32 @@ def _pick(result: Mapping[str, Any], *names: str) -> Any:
     return next((result[n] for n in names if n in result), None)
 
 
-def entropy_shift(
-    values: pd.DataFrame,
-    in_set: Sequence[str],
-    out_of_set: Sequence[str],
-    groups: Sequence[str],
-    measure: str = "entropy_norm",
-) -> list[dict[str, Any]]:
-    """compare_distributions of per-image ``measure`` between all in-set images and each out-of-set dataset, per group.
+def shift_record(
+    measure: str, group: str, dataset: str, inset: np.ndarray, outset: np.ndarray
+) -> dict[str, Any]:
+    """compare_distributions of per-image ``measure`` between in-set images and one out-of-set dataset.
 
-    ``values`` are per-image group values (mean over runs), without the pooled copy.
-    ``mean_diff`` is out-of-set minus in-set.
+    ``inset`` / ``outset`` are per-image group values (mean over the group's runs);
+    ``mean_diff`` is out-of-set minus in-set. The summary makes one record per group and
+    out-of-set dataset, the in-set side being every in-set image
+    (:meth:`salience_audit.report.accumulate.AuditAccumulator.entropy_shift`).
     """
-    sel = values[(values["measure"] == measure) & (values["variant"] == "")]
-    records = []
-    for group in groups:
-        sub = sel[sel["group"] == group]
-        inset = sub[sub["dataset"].isin(in_set)]["value"].to_numpy(dtype=np.float64)
-        if inset.size == 0:
-            continue
-        for dataset in out_of_set:
-            outset = sub[sub["dataset"] == dataset]["value"].to_numpy(dtype=np.float64)
-            if outset.size == 0:
-                continue
-            res = compare_distributions(inset, outset)
-            records.append(
-                {
-                    "measure": measure,
-                    "group": group,
-                    "dataset": dataset,
-                    "n_inset": int(np.isfinite(inset).sum()),
-                    "n_outset": int(np.isfinite(outset).sum()),
-                    "mean_inset": _pick(res, "mean_inset"),
-                    "mean_outset": _pick(res, "mean_outset"),
-                    "mean_diff": _pick(res, "mean_diff"),
-                    "ks_stat": _pick(res, "ks_statistic", "ks_stat"),
-                    "ks_p": _pick(res, "ks_pvalue", "ks_p"),
-                    "wasserstein": _pick(res, "wasserstein"),
-                }
-            )
-    return records
+    inset = np.asarray(inset, dtype=np.float64)
+    outset = np.asarray(outset, dtype=np.float64)
+    res = compare_distributions(inset, outset)
+    return {
+        "measure": measure,
+        "group": group,
+        "dataset": dataset,
+        "n_inset": int(np.isfinite(inset).sum()),
+        "n_outset": int(np.isfinite(outset).sum()),
+        "mean_inset": _pick(res, "mean_inset"),
+        "mean_outset": _pick(res, "mean_outset"),
+        "mean_diff": _pick(res, "mean_diff"),
+        "ks_stat": _pick(res, "ks_statistic", "ks_stat"),
+        "ks_p": _pick(res, "ks_pvalue", "ks_p"),
+        "wasserstein": _pick(res, "wasserstein"),
+    }
 
 
 def _inset_mean_map(
