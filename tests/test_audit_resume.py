@@ -169,18 +169,3 @@ def test_changed_plan_in_same_folder_is_refused(
     assert "different plan" in err and "measures" in err and str(out) in err
     assert sorted(p.name for p in (out / "results").iterdir()) == before
 
-
-def test_streamed_rows_equal_read_rows(reference: Path) -> None:
-    """``ResultStore.iter_rows`` (the bounded-memory reader) gives the rows ``read_rows`` gives."""
-    import pyarrow.compute as pc
-
-    store = ResultStore(reference)
-    cols = ["dataset", "group", "run", "measure", "variant", "index", "value"]
-    flt = pc.field("measure") == "stability_ssim"
-    parts = list(store.iter_rows(columns=cols, filters=flt, batch_rows=7))
-    assert len(parts) > 1 and all(len(p) <= 7 for p in parts)
-    streamed = pd.concat([p.astype({c: str for c in cols if c not in ("index", "value")}) for p in parts])
-    keys = [c for c in KEYS if c in cols]
-    streamed = streamed.sort_values(keys).reset_index(drop=True)
-    whole = store.read_rows(columns=cols, filters=flt).sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(streamed, whole.astype(streamed.dtypes.to_dict()), check_exact=True)

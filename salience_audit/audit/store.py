@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -213,30 +213,6 @@ class ResultStore:
             [str(f) for f in files], columns=list(columns) if columns else None, filters=filters, schema=ROW_SCHEMA
         )
         return table.to_pandas()
-
-    def iter_rows(
-        self, columns: Iterable[str] | None = None, filters: Any = None, batch_rows: int = 1 << 18
-    ) -> Iterator[pd.DataFrame]:
-        """The rows of the finished shards as a stream of DataFrames of at most ``batch_rows`` rows.
-
-        For summaries of very large audits: with a column subset and a pyarrow filter
-        (e.g. ``pc.field("measure") == "entropy"``) only the matching rows of one record
-        batch are in memory at a time. String columns come as pandas categoricals.
-        """
-        import pyarrow.dataset as ds
-
-        files = [str(f) for f in sorted(self.results_dir.glob("*.parquet"))]
-        if not files:
-            return
-        dataset = ds.dataset(files, schema=ROW_SCHEMA, format="parquet")
-        scanner = dataset.scanner(columns=list(columns) if columns else None, filter=filters, batch_size=batch_rows)
-        for batch in scanner.to_batches():
-            if batch.num_rows:
-                table = pa.Table.from_batches([batch])
-                strings = [i for i, f in enumerate(table.schema) if pa.types.is_string(f.type)]
-                for i in strings:
-                    table = table.set_column(i, table.schema.field(i).name, table.column(i).dictionary_encode())
-                yield table.to_pandas()
 
     def read_side(self) -> dict[str, dict[str, np.ndarray]]:
         """Side aggregates of every finished shard, keyed by shard id."""
