@@ -202,11 +202,11 @@ class ResultStore:
         return sorted(p for p in self.results_dir.glob("*.parquet") if not p.name.startswith("."))
 
     def done_shards(self) -> list[str]:
-        return sorted(p.stem for p in self.results_dir.glob("*.parquet"))
+        return [p.stem for p in self.shard_files()]
 
     def read_rows(self, columns: Iterable[str] | None = None, filters: Any = None) -> pd.DataFrame:
         """All rows of the finished shards (optionally a subset of columns / a pyarrow filter)."""
-        files = sorted(self.results_dir.glob("*.parquet"))
+        files = self.shard_files()
         if not files:
             return pd.DataFrame({name: pd.Series(dtype="object") for name in ROW_SCHEMA.names})
         table = pq.read_table(

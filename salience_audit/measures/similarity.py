@@ -86,17 +86,13 @@ def ssim_uint8(a: Tensor, b: Tensor) -> Tensor:
     batch, h, w = a.shape
     if batch == 0:
         return torch.zeros(0, dtype=torch.float64, device=a.device)
-    win = ssim_window_size(h, w)
     # Large maps (upscaled to the input size) go in chunks of a few images, so that the
     # temporaries stay in cache; 7x7 maps go in one piece.
     step = max(1, _SSIM_CHUNK_CELLS // (h * w))
     out = []
     for start in range(0, batch, step):
-        x = a[start : start + step].to(torch.float64)
-        y = b[start : start + step].to(torch.float64)
-        # All five window moments at once: E[x], E[y], E[x^2], E[y^2], E[xy].
-        ux, uy, uxx, uyy, uxy = _window_means(x, y, win).unbind(dim=1)
-        out.append(_ssim_from_means(ux, uy, uxx, uyy, uxy, _cov_norm(win)))
+        x, y = a[start : start + step], b[start : start + step]
+        out.append(ssim_uint8_with_moments(x, y, ssim_window_moments(x), ssim_window_moments(y)))
     return torch.cat(out)
 
 
@@ -188,9 +184,11 @@ def _sat_window_means(x: Tensor, win: int, squares: bool) -> Tensor:
     """Means over every ``win x win`` window of ``x [k, 1, h, w]``.
 
     With ``squares`` the means of x^2 come too (``[k, 2, h', w']``), else ``[k, 1, h', w']``;
-    float64. Summed-area table as in :func:`_window_means`; integer maps are summed in an
-    integer dtype (:func:`_sum_dtype`, exact and cheaper than float64), float maps in float64.
-    For 8-bit levels both give the same exact sums, so the means are bit-identical.
+    float64. From the summed-area table of x (two running sums, then four corners per
+    window): O(1) work per cell whatever the window. Integer maps are summed in an integer
+    dtype (:func:`_sum_dtype`), float maps in float64; for 8-bit levels every partial sum
+    is an exact integer either way, so the means equal ``avg_pool2d(kernel_size=win,
+    stride=1)``'s and do not depend on the dtype.
     """
     k, _, h, w = x.shape
     acc = _sum_dtype(x, h * w, squares)
@@ -207,28 +205,6 @@ def _sat_window_means(x: Tensor, win: int, squares: bool) -> Tensor:
 
 _SSIM_CHUNK_CELLS = 1 << 16
 """Map cells per SSIM chunk (about one 224 x 224 map, 16 maps of 64 x 64)."""
-
-
-def _window_means(x: Tensor, y: Tensor, win: int) -> Tensor:
-    """Means of x, y, x^2, y^2 and xy over every ``win x win`` window inside ``[B, h, w]`` maps.
-
-    Returns ``[B, 5, h - win + 1, w - win + 1]`` (float64). Computed from the summed-area
-    table of the five moments (two running sums, then four corners per window): O(1) work
-    per cell whatever the window. For 8-bit levels every partial sum is an integer below
-    2^53, so the window sums are exact and the means equal ``avg_pool2d(kernel_size=win,
-    stride=1)``'s.
-    """
-    k, h, w = x.shape
-    table = x.new_zeros(k, 5, h + 1, w + 1)
-    inner = table[:, :, 1:, 1:]
-    inner[:, 0] = x
-    inner[:, 1] = y
-    torch.mul(x, x, out=inner[:, 2])
-    torch.mul(y, y, out=inner[:, 3])
-    torch.mul(x, y, out=inner[:, 4])
-    table.cumsum_(dim=-2).cumsum_(dim=-1)
-    sums = table[..., win:, win:] - table[..., :-win, win:]
-    return sums.sub_(table[..., win:, :-win]).add_(table[..., :-win, :-win]).div_(win * win)
 
 
 def ssim_maps(a01: Tensor, b01: Tensor) -> Tensor:

@@ -884,9 +884,9 @@ class AuditAccumulator:
         Welch from moments: t = (m_a - m_b) / sqrt(s_a^2 / n_a + s_b^2 / n_b) with the
         Welch-Satterthwaite degrees of freedom (``scipy.stats.ttest_ind_from_stats``).
         """
-        if a.exact and b.exact:
-            return compare_groups(a.values(), b.values())
         out = compare_groups(a.values(), b.values())
+        if a.exact and b.exact:
+            return out
         out.update(n_a=float(a.n), n_b=float(b.n), mean_a=a.moments.mean, mean_b=b.moments.mean)
         out["mean_diff"] = out["mean_a"] - out["mean_b"]
         if a.n >= 2 and b.n >= 2:

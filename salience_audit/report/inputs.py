@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from salience_audit.audit.store import ResultStore
 from salience_audit.errors import InputError
 from salience_audit.report.derived import ROW_COLUMNS
 
@@ -59,8 +60,7 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     Hidden / temporary files are ignored; an audit without result files gives an empty
     frame with the row columns.
     """
-    results = Path(out_dir) / "results"
-    files = sorted(p for p in results.glob("*.parquet") if not p.name.startswith("."))
+    files = ResultStore(out_dir).shard_files()
     if not files:
         return _empty_rows()
     tables = []
