@@ -278,12 +278,17 @@ def run_report_command(args: argparse.Namespace) -> int:
     capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
     if capacity < 1:
         raise InputError("--sample-capacity must be at least 1")
-    try:
-        write_summary(out, capacity=capacity)
-        path = write_report(out, compare_with=args.compare_with, capacity=capacity)
-    except OSError as err:  # full disk, permissions
-        from salience_audit.audit.store import StoreWriteError
+    from salience_audit.audit.outdir import AuditFolderLock
 
-        raise StoreWriteError(f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}") from err
+    with AuditFolderLock(out, command="salience-audit " + " ".join(shlex.quote(a) for a in sys.argv[1:])):
+        try:
+            write_summary(out, capacity=capacity)
+            path = write_report(out, compare_with=args.compare_with, capacity=capacity)
+        except OSError as err:  # full disk, permissions
+            from salience_audit.audit.store import StoreWriteError
+
+            raise StoreWriteError(
+                f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}"
+            ) from err
     print(f"report: {path}")
     return 0

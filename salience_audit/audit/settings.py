@@ -92,7 +92,7 @@ class ComputeSettings(BaseModel):
 
     method: StrictStr = Field(default="gradcam", description="salience method")
     measures: Annotated[tuple[StrictStr, ...], BeforeValidator(_comma_list)] = Field(
-        default=DEFAULT_MEASURES, min_length=1, description="measures to compute, or 'all'"
+        default=DEFAULT_MEASURES, description="measures to compute, or 'all'"
     )
     target: Literal["predicted", "label"] = "predicted"
     batch_size: Count = 32
@@ -113,6 +113,8 @@ class ComputeSettings(BaseModel):
     def _known_measures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if value == ("all",):
             return MEASURES
+        if not value:
+            raise ValueError("give at least one measure")
         unknown = [m for m in value if m not in MEASURES]
         if unknown:
             raise ValueError(f"unknown measure(s) {', '.join(map(repr, unknown))}; known: {', '.join(MEASURES)}, all")
@@ -157,7 +159,7 @@ class AuditSettings(ComputeSettings):
     out: PathText = Field(default="audit-output", description="output folder")
     compare_with: PathText | None = Field(default=None, description="another audit folder to compare with")
     splits: Annotated[tuple[Literal["test", "audit", "train"], ...], BeforeValidator(_comma_list)] = Field(
-        default=DEFAULT_SPLITS, min_length=1, description="manifest splits audited (train rows are skipped by default)"
+        default=DEFAULT_SPLITS, description="manifest splits audited (train rows are skipped by default)"
     )
     allow_unfinished: StrictBool = Field(default=False, description="audit runs whose training did not finish")
     force: StrictBool = Field(default=False, description="write into a non-empty folder that is not an audit folder")
@@ -182,7 +184,31 @@ class AuditSettings(ComputeSettings):
     @field_validator("splits", mode="after")
     @classmethod
     def _unique_splits(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("give at least one split")
         return tuple(dict.fromkeys(value))
+
+
+class ScoreSettings(BaseModel):
+    """The numeric flags of ``score`` (the same rules as an audit's)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    batch_size: Count = 64
+    num_workers: Annotated[StrictInt, Field(ge=0)] = 0
+    threshold: Probability = 0.5
+    device: StrictStr = "auto"
+
+    _device_name = field_validator("device", mode="after")(ComputeSettings._device_name.__func__)
+
+
+def check_flags(model: type[BaseModel], flags: Mapping[str, Any]) -> BaseModel:
+    """Validate command-line flags with ``model``; raises :class:`InputError` naming each bad flag."""
+    try:
+        return model.model_validate({k: v for k, v in flags.items() if v is not None})
+    except ValidationError as err:
+        _raise(_problems(err, set(flags), ""))
+        raise
 
 
 def flag_name(key: str) -> str:
@@ -259,5 +285,10 @@ def settings_from_sources(
         settings = AuditSettings.model_validate(merged)
     except ValidationError as err:
         problems.extend(_problems(err, set(given), where_config))
+    for key in sorted(set(config) & set(given)):  # a config value overridden by a flag must still be valid
+        try:
+            AuditSettings.model_validate({**merged, key: config[key]})
+        except ValidationError as err:
+            problems.extend(p for p in _problems(err, set(given) - {key}, where_config) if p.startswith(where_config + key))
     _raise(problems)
     return settings
