@@ -16,26 +16,26 @@ invocation) are listed in :data:`COMMAND_LINE_ONLY` and refused in a config file
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
 
 from salience_audit.audit.config import DEFAULT_MEASURES, DEFAULT_NOISE_LEVELS, MEASURES, AuditConfig
-from salience_audit.errors import InputError
+from salience_audit.schema import (
+    Count,
+    DeviceName,
+    NonNegative,
+    PathText,
+    Probability,
+    comma_list,
+    flag_name,
+    one_or_many,
+    problems_of,
+    raise_problems,
+    shown,
+)
 
 SPLITS: tuple[str, ...] = ("test", "audit", "train")
 """Manifest splits; ``train`` rows are left out of an audit unless ``splits`` asks for them."""
@@ -44,42 +44,6 @@ DEFAULT_SPLITS: tuple[str, ...] = ("test", "audit")
 
 COMMAND_LINE_ONLY: frozenset[str] = frozenset({"force", "trust_pickle"})
 """Settings refused in a config file: a reused file must not silently weaken a check."""
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def _finite_number(value: Any) -> Any:
-    """Numbers must be real numbers (not strings, not bools) and finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {_shown(value)}")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"expected a finite number, got {value}")
-    return float(value)
-
-
-def _comma_list(value: Any) -> Any:
-    """A comma-separated string (the flag form) or a list of strings (the config form)."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-def _one_or_many(value: Any) -> Any:
-    """A single path string is a list of one path (never iterated character by character)."""
-    if isinstance(value, str):
-        return [value]
-    return value
-
-
-Count = Annotated[StrictInt, Field(ge=1)]
-Probability = Annotated[float, BeforeValidator(_finite_number), Field(ge=0.0, le=1.0)]
-PathText = Annotated[StrictStr, Field(min_length=1)]
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return f"{text[:60]}..." if len(text) > 60 else f"{text} ({type(value).__name__})"
-
 
 class ComputeSettings(BaseModel):
     """How the measures are computed: the fields of :class:`AuditConfig`, typed and range-checked.
@@ -91,21 +55,21 @@ class ComputeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: StrictStr = Field(default="gradcam", description="salience method")
-    measures: Annotated[tuple[StrictStr, ...], BeforeValidator(_comma_list)] = Field(
+    measures: Annotated[tuple[StrictStr, ...], BeforeValidator(comma_list)] = Field(
         default=DEFAULT_MEASURES, description="measures to compute, or 'all'"
     )
     target: Literal["predicted", "label"] = "predicted"
     batch_size: Count = 32
     shard_size: Count = 1024
-    device: StrictStr = "auto"
-    num_workers: Annotated[StrictInt, Field(ge=0)] = 0
+    device: DeviceName = "auto"
+    num_workers: NonNegative = 0
     amp: StrictBool = False
     channels_last: StrictBool = False
     seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = 0
     noise_levels: tuple[Probability, ...] = Field(default=DEFAULT_NOISE_LEVELS, min_length=1)
     deletion_steps: Count = 10
     on_bad_image: Literal["stop", "skip"] = "stop"
-    gallery_size: Annotated[StrictInt, Field(ge=0)] = 3
+    gallery_size: NonNegative = 3
     threshold: Probability = 0.5
 
     @field_validator("measures", mode="after")
@@ -129,13 +93,6 @@ class ComputeSettings(BaseModel):
             raise ValueError(f"unknown salience method {value!r}; known: {', '.join(METHODS)}")
         return value
 
-    @field_validator("device", mode="after")
-    @classmethod
-    def _device_name(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"expected auto, cpu, mps, cuda or cuda:N, got {value!r}")
-        return value
-
     def audit_config(self) -> AuditConfig:
         """The computation settings as the :class:`AuditConfig` the engines and workers take."""
         return AuditConfig(**{key: getattr(self, key) for key in ComputeSettings.model_fields})
@@ -148,17 +105,17 @@ class AuditSettings(ComputeSettings):
 
     # what to audit and where the results go
     groups: dict[str, PathText] = Field(description="group name -> glob of run folders")
-    manifests: Annotated[list[PathText], BeforeValidator(_one_or_many), Field(min_length=1)] = Field(
+    manifests: Annotated[list[PathText], BeforeValidator(one_or_many), Field(min_length=1)] = Field(
         description="test datasets: manifest CSVs or class-per-folder directories ([NAME=]PATH)"
     )
-    ood_manifests: Annotated[list[PathText], BeforeValidator(_one_or_many)] = Field(
+    ood_manifests: Annotated[list[PathText], BeforeValidator(one_or_many)] = Field(
         default_factory=list, description="out-of-set datasets ([NAME=]PATH)"
     )
     root: PathText | None = Field(default=None, description="dataset root joined to manifest paths")
     human_maps: PathText | None = Field(default=None, description="folder of human annotation maps")
     out: PathText = Field(default="audit-output", description="output folder")
     compare_with: PathText | None = Field(default=None, description="another audit folder to compare with")
-    splits: Annotated[tuple[Literal["test", "audit", "train"], ...], BeforeValidator(_comma_list)] = Field(
+    splits: Annotated[tuple[Literal["test", "audit", "train"], ...], BeforeValidator(comma_list)] = Field(
         default=DEFAULT_SPLITS, description="manifest splits audited (train rows are skipped by default)"
     )
     allow_unfinished: StrictBool = Field(default=False, description="audit runs whose training did not finish")
@@ -172,7 +129,7 @@ class AuditSettings(ComputeSettings):
     def _groups_mapping(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ValueError(
-                f"expected a mapping of group name -> run-folder pattern (e.g. xent: 'runs/xent-*'), got {_shown(value)}"
+                f"expected a mapping of group name -> run-folder pattern (e.g. xent: 'runs/xent-*'), got {shown(value)}"
             )
         if not value:
             raise ValueError("give at least one group (NAME=PATTERN)")
@@ -189,77 +146,12 @@ class AuditSettings(ComputeSettings):
         return tuple(dict.fromkeys(value))
 
 
-class ScoreSettings(BaseModel):
-    """The numeric flags of ``score`` (the same rules as an audit's)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    batch_size: Count = 64
-    num_workers: Annotated[StrictInt, Field(ge=0)] = 0
-    threshold: Probability = 0.5
-    device: StrictStr = "auto"
-
-    _device_name = field_validator("device", mode="after")(ComputeSettings._device_name.__func__)
-
-
-def check_flags(model: type[BaseModel], flags: Mapping[str, Any]) -> BaseModel:
-    """Validate command-line flags with ``model``; raises :class:`InputError` naming each bad flag."""
-    try:
-        return model.model_validate({k: v for k, v in flags.items() if v is not None})
-    except ValidationError as err:
-        _raise(_problems(err, set(flags), ""))
-        raise
-
-
-def flag_name(key: str) -> str:
-    """The command-line spelling of a settings key (``batch_size`` -> ``--batch-size``)."""
-    return "--" + key.replace("_", "-")
-
-
-def _message(err: dict[str, Any]) -> str:
-    """One pydantic error as plain words (``msg`` without pydantic's own prefixes)."""
-    msg = str(err.get("msg", "invalid value"))
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    kind = err.get("type", "")
-    if kind not in ("value_error", "missing", "extra_forbidden") and "input" in err:
-        msg += f", got {_shown(err['input'])}"
-    msg = msg.replace("a valid tuple", "a list").replace("a valid list", "a list").replace("a valid dictionary", "a mapping")
-    msg = msg.replace(" after validation, not 0", "")
-    return msg[:1].lower() + msg[1:]
-
-
-def _problems(err: ValidationError, flags: set[str], where_config: str) -> list[str]:
-    """Each validation error as ``<where>: <problem>``, ``<where>`` the flag or the config key."""
-    problems: list[str] = []
-    for e in err.errors(include_url=False):
-        loc = e.get("loc") or ()
-        key = str(loc[0]) if loc else ""
-        rest = "".join(f"[{p!r}]" for p in loc[1:])
-        if e.get("type") == "missing":
-            problems.append(f"missing {flag_name(key)} (or '{key}' in the config file)")
-        elif e.get("type") == "extra_forbidden":
-            known = ", ".join(sorted(AuditSettings.model_fields))
-            problems.append(f"{where_config}unknown setting {key!r}; known settings: {known}")
-        else:
-            where = f"{flag_name(key)}{rest}" if key in flags else f"{where_config}{key}{rest}"
-            problems.append(f"{where}: {_message(e)}")
-    return problems
-
-
-def _raise(problems: list[str]) -> None:
-    if problems:
-        head = problems[0] if len(problems) == 1 else f"{len(problems)} bad settings:\n  " + "\n  ".join(problems)
-        raise InputError(head)
-
-
 def validate_compute(values: Mapping[str, Any]) -> ComputeSettings:
     """Check :class:`AuditConfig` values (Python API); raises :class:`InputError` naming each bad key."""
     try:
         return ComputeSettings.model_validate(dict(values))
     except ValidationError as err:
-        _raise(_problems(err, set(), "AuditConfig."))
+        raise_problems(problems_of(err, set(), "AuditConfig.", ComputeSettings.model_fields))
         raise  # unreachable: _raise always raises for a non-empty error list
 
 
@@ -284,11 +176,15 @@ def settings_from_sources(
     try:
         settings = AuditSettings.model_validate(merged)
     except ValidationError as err:
-        problems.extend(_problems(err, set(given), where_config))
+        problems.extend(problems_of(err, set(given), where_config, AuditSettings.model_fields))
     for key in sorted(set(config) & set(given)):  # a config value overridden by a flag must still be valid
         try:
             AuditSettings.model_validate({**merged, key: config[key]})
         except ValidationError as err:
-            problems.extend(p for p in _problems(err, set(given) - {key}, where_config) if p.startswith(where_config + key))
-    _raise(problems)
+            problems.extend(
+                p
+                for p in problems_of(err, set(given) - {key}, where_config, AuditSettings.model_fields)
+                if p.startswith(where_config + key)
+            )
+    raise_problems(problems)
     return settings
