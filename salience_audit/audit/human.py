@@ -92,5 +92,5 @@ def run_human_shard(
         side["rejected_path"] = np.asarray([r[0] for r in rejected], dtype=str)
         side["rejected_line"] = np.asarray([r[1] for r in rejected], dtype=np.int64)
         side["rejected_reason"] = np.asarray([r[2] for r in rejected], dtype=str)
-    ResultStore(out_dir).write_shard(shard.id, rows, side)
+    ResultStore(out_dir).write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return len(samples[shard.start : shard.stop]), rejected

@@ -206,7 +206,7 @@ def run_shard(
         side["rejected_path"] = np.asarray([r[0] for r in rejected], dtype=str)
         side["rejected_line"] = np.asarray([r[1] for r in rejected], dtype=np.int64)
         side["rejected_reason"] = np.asarray([r[2] for r in rejected], dtype=str)
-    store.write_shard(shard.id, rows, side)
+    store.write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
 
 
