@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from salience_audit import __version__
 from salience_audit.audit import engines
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.outdir import AuditFolderLock, claim_output_folder
+from salience_audit.audit.outdir import AuditFolderLock, claim_output_folder, remove_own_temporaries
 from salience_audit.audit import resume
 from salience_audit.audit.plan import Shard, plan_shards
 from salience_audit.audit.preflight import preflight
@@ -190,6 +190,7 @@ def run_audit(
         checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
         audit_id = claim_output_folder(out, force=force)
         assert audit_id is not None
+        remove_own_temporaries(out)
         store = ResultStore(out)
         store.prepare()
         return _audit_locked(
