@@ -147,7 +147,7 @@ def result_files(out_dir: str | Path) -> list[Path]:
             f"incomplete: {Path(out_dir) / 'results'} holds {have} of {total} images (image x group slots); "
             f"{len(missing)} shard file(s) missing ({shown}). Run the audit command again to compute them; "
             "until then the numbers cover only the images present",
-            stacklevel=2,
+            stacklevel=1,  # one place: said once per command even when several readers list the files
         )
     return files
 
