@@ -80,6 +80,32 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         "can run arbitrary code from the file, so use it only for files you trust (command line only, "
         "never read from --config)",
     )
+    byo = p.add_argument_group(
+        "models and maps from elsewhere (docs/byo.md)",
+        "A --group glob may match checkpoint files (.pth .pt .ckpt .bin .tar .safetensors) instead of run folders; "
+        "these flags say how to rebuild their network.",
+    )
+    byo.add_argument("--arch", help="architecture of checkpoint files: a registry name (densenet121, resnet50, ...) "
+                     "or timm:NAME (optional package timm)")
+    byo.add_argument("--model", metavar="MODULE:FACTORY", help="build checkpoint networks with your own code: "
+                     "package.module:factory or path/file.py:Class (this imports and RUNS that code)")
+    byo.add_argument("--num-classes", type=int, help="classifier outputs of the checkpoints (default 2)")
+    byo.add_argument("--class-names", help="comma-separated class names in output order (default Real,Synthetic)")
+    byo.add_argument("--input-size", type=int, help="square input side of the checkpoints (default: the architecture's)")
+    byo.add_argument("--normalize", help="input normalisation of the checkpoints: imagenet, half, none or "
+                     "'m1,m2,m3/s1,s2,s3' (default: the architecture's)")
+    byo.add_argument("--target-layer", help="dotted name of the salience layer (default: found automatically)")
+    byo.add_argument("--map-group", action="append", default=[], metavar="NAME=PATTERN",
+                     help="a group of precomputed maps: glob of folders (one per run, files named like the images) "
+                     "or of .npz / .parquet files (one per run); only map measures are computed for it")
+    byo.add_argument("--human-map-match", choices=["auto", "path", "stem"],
+                     help="how maps are matched to images: auto (default: relative path, then stem when "
+                     "unambiguous), path only, or stem (accept images that share a stem knowingly)")
+    byo.add_argument("--label", choices=["synthetic", "real", "unknown"],
+                     help="label of every image of a flat image folder given as a dataset (unknown: out-of-set only)")
+    byo.add_argument("--class-folders", metavar="FOLDER=CLASS,...",
+                     help="class sub-folder names of folder datasets, e.g. 'authentic=Real,gan=Synthetic' "
+                     "(default: real/fake/synthetic/0/1, any case)")
     p.add_argument("--engine", choices=["local", "ray"], help="local (default) or ray (distributed)")
     p.add_argument("--address", help="address of an existing Ray cluster (with --engine ray), e.g. auto or ray://head:10001")
     p.add_argument("--compare-with", metavar="AUDIT_DIR", help="another audit folder to compare with in the report")
@@ -115,12 +141,80 @@ def _split_named(item: str) -> tuple[str | None, str]:
     return None, item
 
 
-def expand_group(name: str, pattern: str) -> list[str]:
-    """Run folders matching a glob pattern (folders holding run.json), sorted."""
-    matches = sorted(p for p in glob.glob(pattern) if (Path(p) / "run.json").exists())
-    if not matches:
-        raise InputError(f"group {name!r}: no run folder (with run.json) matches {pattern!r}")
-    return matches
+RECIPE_KEYS: tuple[str, ...] = (
+    "arch", "model", "num_classes", "class_names", "input_size", "normalize", "target_layer", "classifier_layer",
+)
+"""Settings (flags or config keys, globally or per group) that describe checkpoint files."""
+
+
+def model_recipe(settings: dict[str, Any], source: str | None = None) -> Any:
+    """The :class:`ModelRecipe` of ``settings`` (None when neither ``arch`` nor ``model`` is set)."""
+    from salience_audit.errors import ModelError
+    from salience_audit.models.checkpoint import ModelRecipe
+
+    values = {k: settings[k] for k in RECIPE_KEYS if settings.get(k) is not None}
+    if "arch" not in values and "model" not in values:
+        return None
+    names = values.get("class_names")
+    if isinstance(names, str):
+        values["class_names"] = tuple(n.strip() for n in names.split(",") if n.strip())
+    elif names is not None:
+        values["class_names"] = tuple(str(n) for n in names)
+    for key in ("num_classes", "input_size"):
+        if key in values:
+            values[key] = int(values[key])
+    if "class_names" in values and "num_classes" not in values:
+        values["num_classes"] = len(values["class_names"])
+    try:
+        return ModelRecipe(**values)
+    except ModelError as err:
+        raise InputError(str(err), source) from err
+
+
+def expand_group(name: str, pattern: str, recipe: Any = None, trust_pickle: bool = False) -> list[Any]:
+    """Members of a group: run folders (with run.json) or checkpoint files matching a glob, sorted.
+
+    Checkpoint files become :class:`RunRef` objects carrying ``recipe`` and a run name taken
+    from the path (see :func:`~salience_audit.models.checkpoint.checkpoint_run_names`).
+    """
+    from salience_audit.audit.worker import RunRef
+    from salience_audit.models.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_run_names
+
+    found = sorted(glob.glob(pattern))
+    folders = [p for p in found if (Path(p) / "run.json").exists()]
+    files = [p for p in found if Path(p).is_file() and Path(p).suffix.lower() in CHECKPOINT_SUFFIXES]
+    if folders and files:
+        raise InputError(f"group {name!r}: {pattern!r} matches both run folders and checkpoint files; "
+                         "make the glob match one kind")
+    if folders:
+        return folders
+    if files:
+        if recipe is None:
+            raise InputError(
+                f"group {name!r}: {pattern!r} matches {len(files)} checkpoint file(s) (e.g. {files[0]}) without "
+                "run.json; say how to rebuild the network with --arch NAME (e.g. densenet121, timm:NAME) or "
+                "--model package.module:factory, plus --num-classes if not 2"
+            )
+        names = checkpoint_run_names(files)
+        return [RunRef(name=n, path=p, trust_pickle=trust_pickle, recipe=recipe) for n, p in zip(names, files)]
+    others = f" (it matches {len(found)} path(s) that are neither, e.g. {found[0]})" if found else ""
+    raise InputError(f"group {name!r}: no run folder (with run.json) or checkpoint file "
+                     f"({', '.join(CHECKPOINT_SUFFIXES)}) matches {pattern!r}{others}")
+
+
+def expand_map_group(name: str, pattern: str, match: str = "auto") -> list[Any]:
+    """Runs of precomputed maps: folders or ``.npz`` / ``.parquet`` files matching a glob, sorted."""
+    from salience_audit.audit.worker import RunRef
+    from salience_audit.salience.precomputed import MapRun
+
+    found = sorted(p for p in glob.glob(pattern)
+                   if Path(p).is_dir() or Path(p).suffix.lower() in (".npz", ".parquet"))
+    if not found:
+        raise InputError(f"map group {name!r}: no folder of maps or .npz / .parquet file matches {pattern!r}")
+    names = [Path(p).stem if Path(p).is_file() else Path(p).name for p in found]
+    if len(set(names)) < len(names):
+        names = found
+    return [RunRef(name=n, maps=MapRun(p, match)) for n, p in zip(names, found)]
 
 
 def _merged_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,6 +241,16 @@ def _merged_settings(args: argparse.Namespace) -> dict[str, Any]:
         "human_maps": args.human_maps,
         "out": args.out,
         "compare_with": args.compare_with,
+        "arch": args.arch,
+        "model": args.model,
+        "num_classes": args.num_classes,
+        "class_names": args.class_names,
+        "input_size": args.input_size,
+        "normalize": args.normalize,
+        "target_layer": args.target_layer,
+        "human_map_match": args.human_map_match,
+        "label": args.label,
+        "class_folders": args.class_folders,
     }
     for key, value in flag_map.items():
         if value is not None:
@@ -161,6 +265,14 @@ def _merged_settings(args: argparse.Namespace) -> dict[str, Any]:
             name, pattern = item.split("=", 1)
             groups[name] = pattern
         settings["groups"] = groups
+    if args.map_group:
+        map_groups = {}
+        for item in args.map_group:
+            if "=" not in item:
+                raise InputError(f"--map-group expects NAME=PATTERN, got {item!r}")
+            name, pattern = item.split("=", 1)
+            map_groups[name] = pattern
+        settings["map_groups"] = map_groups
     if args.manifest:
         settings["manifests"] = list(args.manifest)
     if args.ood_manifest:
@@ -182,11 +294,17 @@ def run_audit_command(args: argparse.Namespace) -> int:
 
     settings = _merged_settings(args)
     source = args.config
-    groups_cfg = settings.pop("groups", None)
+    groups_cfg = settings.pop("groups", None) or {}
+    map_groups_cfg = settings.pop("map_groups", None) or {}
     manifests = settings.pop("manifests", None)
     ood = settings.pop("ood_manifests", []) or []
-    if not groups_cfg:
-        raise InputError("give at least one --group NAME=PATTERN (or 'groups' in the config file)", source)
+    recipe_settings = {k: settings.pop(k) for k in RECIPE_KEYS if k in settings}
+    match = settings.pop("human_map_match", None) or "auto"
+    flat_label = settings.pop("label", None)
+    class_folders = settings.pop("class_folders", None)
+    if not groups_cfg and not map_groups_cfg:
+        raise InputError("give at least one --group NAME=PATTERN or --map-group NAME=PATTERN "
+                         "(or 'groups' in the config file)", source)
     if not manifests:
         raise InputError("give at least one --manifest (or 'manifests' in the config file)", source)
     root = settings.pop("root", None)
@@ -199,13 +317,29 @@ def run_audit_command(args: argparse.Namespace) -> int:
         settings["measures"] = _parse_measures(settings["measures"])
     config = AuditConfig.from_dict(settings, source)
 
-    groups = {name: expand_group(name, pattern) for name, pattern in groups_cfg.items()}
+    trust = bool(getattr(args, "trust_pickle", False))
+    groups: dict[str, list[Any]] = {}
+    for name, entry in groups_cfg.items():
+        if isinstance(entry, dict):  # config file: {pattern: ..., arch: ..., ...} per group
+            unknown = sorted(set(entry) - {"pattern", *RECIPE_KEYS})
+            if unknown or "pattern" not in entry:
+                raise InputError(f"group {name!r}: a group entry needs 'pattern' and may hold {list(RECIPE_KEYS)}; "
+                                 f"got {sorted(entry)}", source)
+            recipe = model_recipe({**recipe_settings, **entry}, source)
+            groups[name] = expand_group(name, str(entry["pattern"]), recipe, trust)
+        else:
+            groups[name] = expand_group(name, str(entry), model_recipe(recipe_settings, source), trust)
+    for name, pattern in map_groups_cfg.items():
+        if name in groups:
+            raise InputError(f"group name {name!r} is used by --group and --map-group", source)
+        groups[name] = expand_map_group(name, str(pattern), match)
     datasets: dict[str, list] = {}
     ood_names: list[str] = []
     for items, is_ood in ((manifests, False), (ood, True)):
         for item in items:
             name, path = _split_named(str(item))
-            samples = read_manifest(path, root=root, human_maps=human_maps, dataset=name)
+            samples = read_manifest(path, root=root, human_maps=human_maps, dataset=name, out_of_set=is_ood,
+                                    label=flat_label, class_folders=class_folders, human_map_match=match)
             ds_name = name or (samples[0].dataset if samples else Path(path).stem)
             if ds_name in datasets:
                 raise InputError(f"two datasets are named {ds_name!r}; name them with NAME=PATH", path)
