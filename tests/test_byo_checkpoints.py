@@ -109,5 +109,7 @@ def test_run_names_from_paths() -> None:
     assert checkpoint_run_names(["w/densenet_cyborg_3/Logs/final_model.pth"]) == ["densenet_cyborg_3"]
     assert checkpoint_run_names(["a/seed1/best.pth", "a/seed2/best.pth"]) == ["seed1", "seed2"]
     assert checkpoint_run_names(["ckpts/run_a.pth", "ckpts/run_b.pth"]) == ["run_a", "run_b"]
-    # same folder name twice: the path relative to the common folder keeps them apart
-    assert checkpoint_run_names(["x/a/Logs/m.pth", "y/a/Logs/m.pth"]) == ["x/a/Logs/m", "y/a/Logs/m"]
+    assert checkpoint_run_names(["x/a/Logs/m.pth", "y/a/Logs/m.pth"]) == ["x", "y"]
+    # the study's Grad-CAM folders: cams/<method>/<dataset>/<model>/<size>
+    assert checkpoint_run_names(["c/gradcam/SG2/dn_xent_1/native", "c/gradcam/SG2/dn_xent_2/native"]) == [
+        "dn_xent_1", "dn_xent_2"]

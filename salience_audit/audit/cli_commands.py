@@ -205,15 +205,14 @@ def expand_group(name: str, pattern: str, recipe: Any = None, trust_pickle: bool
 def expand_map_group(name: str, pattern: str, match: str = "auto") -> list[Any]:
     """Runs of precomputed maps: folders or ``.npz`` / ``.parquet`` files matching a glob, sorted."""
     from salience_audit.audit.worker import RunRef
+    from salience_audit.models.checkpoint import checkpoint_run_names
     from salience_audit.salience.precomputed import MapRun
 
     found = sorted(p for p in glob.glob(pattern)
                    if Path(p).is_dir() or Path(p).suffix.lower() in (".npz", ".parquet"))
     if not found:
         raise InputError(f"map group {name!r}: no folder of maps or .npz / .parquet file matches {pattern!r}")
-    names = [Path(p).stem if Path(p).is_file() else Path(p).name for p in found]
-    if len(set(names)) < len(names):
-        names = found
+    names = checkpoint_run_names(found)
     return [RunRef(name=n, maps=MapRun(p, match)) for n, p in zip(names, found)]
 
 

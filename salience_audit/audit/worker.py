@@ -246,10 +246,11 @@ def run_map_shard(
                            config, shard.dataset, shard.group, HUMAN_MAP_READ_SIZE)
     rows = RowBuffer()
     rejected: list[tuple[str, int, str]] = []
+    sources = {ref.name: ref.maps.open() for ref in runs}  # type: ignore[union-attr]
     for begin in range(0, len(shard_samples), config.batch_size):
         part = shard_samples[begin : begin + config.batch_size]
         keys = [(relative_key(s.key, s.path, None), s.path) for s in part]
-        maps = {ref.name: ref.maps.read(keys) for ref in runs}  # type: ignore[union-attr]
+        maps = {name: source.read(keys) for name, source in sources.items()}
         human = has = None
         if "human" in config.measures and any(s.human_map for s in part):
             human = torch.stack([load_map(s.human_map, HUMAN_MAP_READ_SIZE) if s.human_map

@@ -463,28 +463,32 @@ def load_checkpoint(path: str | Path, recipe: ModelRecipe, name: str | None = No
 
 
 def checkpoint_run_names(paths: Sequence[str | Path]) -> list[str]:
-    """A run name per checkpoint path, taken from the path.
+    """A run name per checkpoint file (or per folder / file of precomputed maps), taken from its path.
 
-    A file inside a generic folder (``Logs``, ``checkpoints``, ``weights`` ...) is named after
-    the folder above it (``densenet_cyborg_3/Logs/final_model.pth`` -> ``densenet_cyborg_3``);
-    otherwise files sharing one file name are named after their folder, and files with
-    distinct names after their stem. Names that would still collide become the path
-    relative to the paths' common folder, so a name is never shared.
+    With several paths, the name is the part of the path that differs between them: the
+    components they share at the start and at the end are dropped (``weights/densenet_cyborg_3/
+    Logs/final_model.pth`` among its siblings -> ``densenet_cyborg_3``; ``cams/gradcam/
+    STYLEGAN2/densenet_xent_1/native`` -> ``densenet_xent_1``). A single path is named after the
+    folder above a generic folder (``Logs``, ``checkpoints``, ``weights`` ...) or else its stem.
     """
-    parts = [Path(p) for p in paths]
-    names = []
-    same_file = len({p.name for p in parts}) == 1 and len(parts) > 1
-    for p in parts:
-        folder = p.parent
+    parts = [Path(p).with_suffix("").parts if Path(p).suffix.lower() in _NAME_SUFFIXES else Path(p).parts
+             for p in paths]
+    if len(parts) == 1:
+        path = Path(paths[0])
+        folder = path.parent
         while folder.name.lower() in _GENERIC_FOLDERS and folder.parent != folder:
             folder = folder.parent
-        if folder != p.parent or same_file:
-            names.append(folder.name or p.stem)
-        else:
-            names.append(p.stem)
-    if len(set(names)) < len(names):
-        import os
-
-        common = os.path.commonpath([str(p.resolve()) for p in parts]) if len(parts) > 1 else str(parts[0].parent)
-        names = [str(Path(os.path.relpath(p.resolve(), common)).with_suffix("")) for p in parts]
+        return [folder.name if folder != path.parent and folder.name else (path.stem or path.name)]
+    head = 0
+    while all(len(p) > head + 1 for p in parts) and len({p[head] for p in parts}) == 1:
+        head += 1
+    tail = 0
+    while all(len(p) > head + tail + 1 for p in parts) and len({p[-1 - tail] for p in parts}) == 1:
+        tail += 1
+    names = ["/".join(p[head:len(p) - tail]) for p in parts]
+    if len(set(names)) < len(names):  # e.g. the same path twice
+        names = [str(p) for p in paths]
     return names
+
+
+_NAME_SUFFIXES = frozenset((*CHECKPOINT_SUFFIXES, ".npz", ".parquet"))

@@ -23,7 +23,7 @@ from torch import Tensor
 from salience_audit.errors import InputError
 from salience_audit.salience.normalize import minmax_normalize
 
-__all__ = ["MAP_FILE_EXTENSIONS", "MapRun", "load_map_array", "read_map", "read_maps"]
+__all__ = ["MAP_FILE_EXTENSIONS", "MapRun", "OpenMapRun", "load_map_array", "read_map", "read_maps"]
 
 Size = int | tuple[int, int]
 
@@ -201,14 +201,39 @@ class MapRun:
         suffix = Path(self.where).suffix.lower()
         return {".npz": "npz", ".parquet": "parquet"}.get(suffix, "folder")
 
+    def open(self) -> OpenMapRun:
+        """Scan the folder (or read the file) once; the result reads maps for many batches."""
+        return OpenMapRun(self, *_map_source(self.where, self.kind))
+
+    def read(self, images: Sequence[tuple[str | None, str]]) -> Tensor:
+        """Maps of ``images`` (see :meth:`OpenMapRun.read`), scanning the source first."""
+        return self.open().read(images)
+
+
+@dataclass(frozen=True)
+class OpenMapRun:
+    """A :class:`MapRun` whose folder was scanned (or whose file was read)."""
+
+    run: MapRun
+    index: Any
+    source: Any
+
+    @property
+    def where(self) -> str:
+        return self.run.where
+
+    @property
+    def kind(self) -> str:
+        return self.run.kind
+
     def read(self, images: Sequence[tuple[str | None, str]]) -> Tensor:
         """Maps ``[B, h, w]`` (float32, [0, 1]) of images given as ``(relative key, path)``.
 
         Raises ``InputError`` naming the image and where its map was looked for when one is
         missing, ambiguous, unreadable or of another size than the others.
         """
-        index, source = _map_source(self.where, self.kind)
-        found, problems = index.match(list(images), mode=self.match)
+        index, source = self.index, self.source
+        found, problems = index.match(list(images), mode=self.run.match)
         if problems:
             raise InputError(problems[0][1], self.where)
         arrays = []
@@ -228,16 +253,10 @@ class MapRun:
         return minmax_normalize(torch.from_numpy(np.stack(arrays)).to(torch.float64)).float()
 
 
-_SOURCES: dict[tuple[str, str], tuple[Any, Any]] = {}
-
-
 def _map_source(where: str, kind: str) -> tuple[Any, Any]:
-    """(index, reader) of a map run, cached per process (a folder is scanned once)."""
+    """(index, reader) of a map run: the folder is scanned, or the whole file read, once per call."""
     from salience_audit.data.mapmatch import MapFolder
 
-    key = (where, kind)
-    if key in _SOURCES:
-        return _SOURCES[key]
     path = Path(where)
     if kind == "folder":
         if not path.is_dir():
@@ -271,5 +290,4 @@ def _map_source(where: str, kind: str) -> tuple[Any, Any]:
             return _as_map(flat.reshape(h, w), f"{where}[{k}]")
 
         result = (MapFolder.from_keys(where, list(rows)), read_row)
-    _SOURCES[key] = result
     return result
