@@ -19,11 +19,11 @@ Checkpoints are read by :func:`~salience_audit.models.registry.load_state_dict_f
 
 The salience layer (``target_layer``) is found automatically when not given: the last
 module whose output is a spatial map ``[B, K, h, w]`` with ``h * w > 1`` in one probe pass.
-Vision transformers produce tokens ``[B, N, D]`` instead; their layer is wrapped by
-:class:`TokenGrid`, which reshapes the ``N - p`` patch tokens (``p`` prefix tokens such as
-the class token) to a ``[B, D, s, s]`` grid and back, so every CAM method sees a spatial
-map and the network computes exactly what it did (the reshape is undone before the next
-layer). For timm ViTs the default layer is the last block's first norm (``blocks.-1.norm1``):
+Vision transformers produce tokens ``[B, N, D]`` instead; their layer gets a
+:class:`TokenGrid` child (``<layer>.token_grid.grid`` becomes the salience layer), which
+reshapes the ``N - p`` patch tokens (``p`` prefix tokens such as the class token) to a
+``[B, D, s, s]`` grid and back, so every CAM method sees a spatial map while the network
+computes exactly what it did and its state dict keeps its keys. For timm ViTs the default layer is the last block's first norm (``blocks.-1.norm1``):
 with class-token pooling the gradient of the class score reaches no patch token of the
 last block's *output*, so maps there would be empty.
 """
@@ -57,6 +57,7 @@ __all__ = [
     "CHECKPOINT_SUFFIXES",
     "ModelRecipe",
     "TokenGrid",
+    "attach_token_grid",
     "build_from_recipe",
     "checkpoint_run_names",
     "import_object",
@@ -205,29 +206,33 @@ def _call_factory(factory: Any, num_classes: int, spec: str) -> nn.Module:
 
 
 class TokenGrid(nn.Module):
-    """Wraps a layer that outputs tokens ``[B, N, D]`` so that ``.grid`` outputs ``[B, D, s, s]``.
+    """Tokens ``[B, N, D]`` -> the same tokens, passing the patch tokens through ``grid`` as ``[B, D, s, s]``.
 
-    ``forward`` returns exactly the wrapped layer's output; on the way, the ``N - prefix``
-    patch tokens pass through the identity module ``grid`` as a spatial map (token
-    ``p + i * s + j`` -> cell ``(i, j)``), which is where hooks (CAM methods) attach.
+    Attached to a token layer by :func:`attach_token_grid` (as its child ``token_grid``, run
+    by a forward hook on its output), so that ``<layer>.token_grid.grid`` outputs a spatial
+    map (token ``p + i * s + j`` -> cell ``(i, j)``) where CAM hooks attach. It holds no
+    parameters: the network's state dict and outputs are unchanged.
     """
 
-    def __init__(self, layer: nn.Module, prefix_tokens: int, side: int) -> None:
+    def __init__(self, prefix_tokens: int, side: int) -> None:
         super().__init__()
-        self.layer = layer
         self.prefix_tokens = int(prefix_tokens)
         self.side = int(side)
         self.grid = nn.Identity()
 
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        tokens = self.layer(*args, **kwargs)
+    def forward(self, tokens: Tensor) -> Tensor:
         p, s = self.prefix_tokens, self.side
         b, n, d = tokens.shape
         if n - p != s * s:
             raise ModelError(f"TokenGrid: expected {p} + {s}x{s} tokens, got {n}")
-        grid = tokens[:, p:].transpose(1, 2).reshape(b, d, s, s)
-        grid = self.grid(grid)
+        grid = self.grid(tokens[:, p:].transpose(1, 2).reshape(b, d, s, s))
         return torch.cat([tokens[:, :p], grid.reshape(b, d, s * s).transpose(1, 2)], dim=1)
+
+
+def attach_token_grid(layer: nn.Module, prefix_tokens: int, side: int) -> None:
+    """Route ``layer``'s token output through a :class:`TokenGrid` child named ``token_grid``."""
+    layer.add_module("token_grid", TokenGrid(prefix_tokens, side))
+    layer.register_forward_hook(lambda module, _inputs, out: module.token_grid(out))
 
 
 def _probe_outputs(module: nn.Module, input_size: int) -> dict[str, tuple[int, ...]]:
@@ -273,10 +278,8 @@ def _wrap_tokens(module: nn.Module, layer: str, shape: tuple[int, ...], prefix_h
     if split is None:
         raise ModelError(f"layer {layer!r} outputs {shape}: neither a spatial map [B, K, h, w] nor tokens "
                          "[B, N, D] with N - prefix a square number; pass another --target-layer")
-    parent_name, _, child = layer.rpartition(".")
-    parent = module.get_submodule(parent_name) if parent_name else module
-    setattr(parent, child, TokenGrid(module.get_submodule(layer), *split))
-    return f"{layer}.grid"
+    attach_token_grid(module.get_submodule(layer), *split)
+    return f"{layer}.token_grid.grid"
 
 
 def resolve_target_layer(
@@ -370,9 +373,16 @@ def _build_timm(recipe: ModelRecipe) -> _Built:
     except ImportError as exc:
         raise ModelError("timm architectures need the optional package 'timm' "
                          "(pip install 'salience-audit[byo]')") from exc
+    if name not in timm.list_models():
+        close = timm.list_models(f"*{name}*")[:5]
+        raise ModelError(f"timm has no architecture {name!r}" + (f"; close names: {', '.join(close)}" if close else ""))
     try:
+        # Transformers fix their token grid at creation: build them for the requested input size.
+        module = timm.create_model(name, pretrained=False, num_classes=recipe.num_classes,
+                                   **({"img_size": recipe.input_size} if recipe.input_size else {}))
+    except TypeError:  # architectures without an img_size argument (CNNs)
         module = timm.create_model(name, pretrained=False, num_classes=recipe.num_classes)
-    except Exception as exc:  # noqa: BLE001 - unknown names raise RuntimeError, bad kwargs TypeError
+    except Exception as exc:  # noqa: BLE001 - timm raises several types for bad settings
         raise ModelError(f"timm cannot build {name!r}: {exc}") from exc
     cfg = getattr(module, "pretrained_cfg", None) or {}
     size = cfg.get("input_size", (3, 224, 224))[-1]
@@ -421,7 +431,7 @@ def build_from_recipe(recipe: ModelRecipe, weights: str | Path | None = None, na
     names = recipe.class_names or (DEFAULT_CLASS_NAMES if recipe.num_classes == 2
                                    else tuple(str(i) for i in range(recipe.num_classes)))
     exact = built.cam_exact if registry_layer else None
-    if cam_layer is not None and cam_layer.endswith(".grid"):
+    if cam_layer is not None and cam_layer.endswith(".token_grid.grid"):
         exact = False  # a token layer is never followed by global average pooling + linear
     return AuditModel(
         built.module, arch=recipe.label, input_size=input_size, mean=mean, std=std,
