@@ -198,8 +198,8 @@ def expand_group(name: str, pattern: str, recipe: Any = None, trust_pickle: bool
         names = checkpoint_run_names(files)
         return [RunRef(name=n, path=p, trust_pickle=trust_pickle, recipe=recipe) for n, p in zip(names, files)]
     others = f" (it matches {len(found)} path(s) that are neither, e.g. {found[0]})" if found else ""
-    raise InputError(f"group {name!r}: no run folder (with run.json) or checkpoint file "
-                     f"({', '.join(CHECKPOINT_SUFFIXES)}) matches {pattern!r}{others}")
+    raise InputError(f"group {name!r}: no run folder (with run.json) matches {pattern!r}, nor does any checkpoint "
+                     f"file ({', '.join(CHECKPOINT_SUFFIXES)}){others}")
 
 
 def expand_map_group(name: str, pattern: str, match: str = "auto") -> list[Any]:
