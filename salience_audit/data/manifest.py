@@ -39,6 +39,7 @@ from salience_audit.atomic import atomic_write_text
 from salience_audit.data.mapmatch import MapFolder, relative_key
 from salience_audit.data.sample import CLASS_NAMES, Sample
 from salience_audit.errors import InputError
+from salience_audit.folders import AUDIT_MARKER
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -114,7 +115,7 @@ class ManifestError(InputError):
         if len(self.problems) > 1:
             lines.insert(1, f"({len(self.problems)} problems in all)")
         if hidden > 0:
-            lines.append(f"... and {hidden} more (see the .problems attribute)")
+            lines.append(f"... and {hidden} more problem(s) not listed here")
         self.args = ("\n".join(lines),)
 
     def __reduce__(self) -> tuple[type[ManifestError], tuple[list[Problem]]]:
@@ -433,7 +434,10 @@ def _images_under(top: str, base: str) -> list[tuple[str, str]]:
     """(path, key relative to ``base``) of every image file under ``top``, sorted, hidden files skipped."""
     found: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # hidden folders, and audit output folders written inside the dataset (their figures are no data)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not os.path.exists(os.path.join(dirpath, d, AUDIT_MARKER))
+        )
         for name in sorted(filenames):
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                 continue
@@ -543,6 +547,12 @@ def _read_one(
         problems.append(Problem(source, None, "manifest not found (neither a CSV file nor a folder of images; "
                                 f"resolved against the current folder {os.getcwd()})"
                                 if not os.path.isabs(source) else "manifest not found"))
+        return []
+    if not os.path.isfile(source):  # a FIFO would block forever, a device would never end
+        problems.append(Problem(
+            source, None, "not a regular file (a pipe, device or socket); a manifest is a CSV file or a class-per-folder "
+            "directory",
+        ))
         return []
     root_str: str | None = None
     if root is not None:

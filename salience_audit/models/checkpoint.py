@@ -461,11 +461,20 @@ def _load_strict(module: nn.Module, weights: str | Path, label: str) -> None:
 
 
 def load_checkpoint(path: str | Path, recipe: ModelRecipe, name: str | None = None) -> AuditModel:
-    """Load one checkpoint file as an :class:`AuditModel` (``weights_only=True``; NaN weights refused)."""
-    from salience_audit.models.audit_model import _check_finite
+    """Load one checkpoint file as an :class:`AuditModel` (``weights_only=True``; NaN weights refused).
+
+    ``recipe.class_names`` is honoured as for run folders: two classes named (Synthetic, Real)
+    get the final layer's rows swapped, so output 1 is always the Synthetic logit; names that
+    do not say which output is Synthetic are refused.
+    """
+    from salience_audit.models.audit_model import _check_finite, _reorder_outputs, class_order
 
     model = build_from_recipe(recipe, weights=path, name=name or checkpoint_run_names([path])[0])
     _check_finite(model.module, Path(path))
+    if recipe.class_names is not None:  # outputs (Synthetic, Real): rows swapped so output 1 is Synthetic
+        order = class_order({"class_names": list(recipe.class_names), "num_classes": recipe.num_classes}, path)
+        if order is not None:
+            _reorder_outputs(model, order, Path(path))
     return model
 
 
