@@ -51,6 +51,7 @@ from salience_audit.models.registry import (
     IMAGENET_STD,
     get_spec,
     load_state_dict_file,
+    state_dict_mismatch,
 )
 
 __all__ = [
@@ -445,18 +446,7 @@ def _load_strict(module: nn.Module, weights: str | Path, label: str) -> None:
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:
-        missing = sorted(set(expected) - set(got))
-        unexpected = sorted(set(got) - set(expected))
-        wrong = [k for k in expected.keys() & got.keys() if expected[k] != got[k]]
-        details = []
-        if wrong:
-            details.append(f"{len(wrong)} shape mismatch(es), e.g. {wrong[0]}: checkpoint {got[wrong[0]]} "
-                           f"vs model {expected[wrong[0]]}")
-        if missing:
-            details.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-        raise InputError(f"checkpoint does not fit {label} ({'; '.join(details)})", weights)
+        raise InputError(f"checkpoint does not fit {label} ({state_dict_mismatch(expected, got)})", weights)
     module.load_state_dict(state, strict=True)
 
 

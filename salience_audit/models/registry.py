@@ -336,6 +336,15 @@ def _load_checkpoint(module: nn.Module, spec: ArchSpec, num_classes: int, path: 
         hint = f"the checkpoint seems to be for architecture {arch!r} with num_classes={n}"
     else:
         hint = "it does not match any registered architecture"
+    raise InputError(
+        f"checkpoint does not fit {spec.name} with num_classes={num_classes} "
+        f"({state_dict_mismatch(expected, got)}); {hint}",
+        path,
+    )
+
+
+def state_dict_mismatch(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, tuple[int, ...]]) -> str:
+    """How a checkpoint's parameter shapes ``got`` differ from a model's ``expected`` ones, in words."""
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     mismatched = [k for k in expected.keys() & got.keys() if expected[k] != got[k]]
@@ -347,10 +356,7 @@ def _load_checkpoint(module: nn.Module, spec: ArchSpec, num_classes: int, path: 
         details.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
     if unexpected:
         details.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-    raise InputError(
-        f"checkpoint does not fit {spec.name} with num_classes={num_classes} ({'; '.join(details)}); {hint}",
-        path,
-    )
+    return "; ".join(details)
 
 
 def build_model(name: str, num_classes: int = 2, weights: str | Path | None = None) -> nn.Module:
