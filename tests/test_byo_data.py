@@ -42,7 +42,9 @@ def test_configured_class_folders_and_flat_folders(tmp_path) -> None:
     tree = image_tree(tmp_path / "d", ("authentic", "gan"), per_class=1, size=16)
     samples = read_manifest(tree, class_folders="authentic=Real,gan=Synthetic")
     assert [(s.key, s.label) for s in samples] == [("authentic/authentic_0.png", 0), ("gan/gan_0.png", 1)]
-    flat = read_manifest(tree, label="synthetic")  # every image under the folder, one label
+    by_class = read_manifest(tree, label="synthetic", class_folders="authentic=Real,gan=Synthetic")
+    assert [s.label for s in by_class] == [0, 1]  # class sub-folders win over a flat-folder label
+    flat = read_manifest(tree, label="synthetic")  # sub-folders that are not classes: one label for all
     assert [s.label for s in flat] == [1, 1]
     with pytest.raises(ManifestError, match="needs their label"):
         read_manifest(image_tree(tmp_path / "flat", ("",), per_class=1, size=16))
@@ -115,3 +117,22 @@ def test_human_maps_mirroring_the_image_tree_are_matched_by_relative_path(tmp_pa
     assert samples["Synthetic/StyleGAN-2/000700.png"].human_map == str(
         tmp_path / "maps" / "Synthetic" / "StyleGAN-2" / "000700.png")
     assert samples["Real/_0.png"].human_map is None
+
+
+def test_flat_folders_through_the_cli(tmp_path, capsys, run_pattern) -> None:
+    gan = image_tree(tmp_path / "stylegan3", ("",), per_class=2, size=32)  # images directly in the folder
+    other = image_tree(tmp_path / "nonfaces", ("",), per_class=1, size=32)
+    common = ["--group", f"g={run_pattern}", *CLI]
+    code, _, err = audit(capsys, *common, "--manifest", str(gan), "--out", str(tmp_path / "a"))
+    assert code == 2 and "needs their label" in err and "--label real|synthetic" in err
+    code, _, err = audit(capsys, *common, "--manifest", str(gan), "--label", "synthetic",
+                         "--ood-manifest", str(other), "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    got = rows(tmp_path / "b", "entropy")
+    assert sorted(got[got["dataset"] == "stylegan3"]["label"]) == [1, 1]
+    assert list(got[got["dataset"] == "nonfaces"]["label"]) == [-1]  # out-of-set flat folder: unknown
+    code, _, err = audit(capsys, *common, "--manifest", str(gan), "--label", "synthetic", "--ood-manifest",
+                         str(other), "--ood-label", "real", "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    got = rows(tmp_path / "c", "entropy")
+    assert list(got[got["dataset"] == "nonfaces"]["label"]) == [0]

@@ -127,8 +127,11 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     byo.add_argument("--human-map-match", choices=["auto", "path", "stem"],
                      help="how maps are matched to images: auto (default: relative path, then stem when "
                      "unambiguous), path only, or stem (accept images that share a stem knowingly)")
-    byo.add_argument("--label", choices=["synthetic", "real", "unknown"],
-                     help="label of every image of a flat image folder given as a dataset (unknown: out-of-set only)")
+    byo.add_argument("--label", choices=["synthetic", "real"],
+                     help="label of every image of a flat image folder given to --manifest")
+    byo.add_argument("--ood-label", choices=["synthetic", "real", "unknown"],
+                     help="label of every image of a flat image folder given to --ood-manifest (default unknown; "
+                     "e.g. synthetic for an unseen generator)")
     byo.add_argument("--class-folders", metavar="FOLDER=CLASS,...",
                      help="class sub-folder names of folder datasets, e.g. 'authentic=Real,gan=Synthetic' "
                      "(default: real/fake/synthetic/0/1, any case)")
@@ -347,7 +350,8 @@ def run_audit_command(args: argparse.Namespace) -> int:
         for item in items:
             name, path = _split_named(str(item))
             samples = read_manifest(path, root=settings.root, human_maps=settings.human_maps, dataset=name,
-                                    out_of_set=is_ood, label=settings.label, class_folders=settings.class_folders,
+                                    out_of_set=is_ood, label=settings.ood_label if is_ood else settings.label,
+                                    class_folders=settings.class_folders,
                                     human_map_match=settings.human_map_match)
             samples = _audited_splits(samples, settings.splits, path)
             ds_name = name or (samples[0].dataset if samples else Path(path).stem)

@@ -156,8 +156,11 @@ class AuditSettings(ComputeSettings):
     human_map_match: Literal["auto", "path", "stem"] = Field(
         default="auto", description="maps matched by relative path then unambiguous stem, path only, or stem"
     )
-    label: Literal["real", "synthetic", "unknown"] | None = Field(
-        default=None, description="label of every image of a flat image folder"
+    label: Literal["real", "synthetic"] | None = Field(
+        default=None, description="label of every image of a flat image folder given as an in-set dataset"
+    )
+    ood_label: Literal["real", "synthetic", "unknown"] | None = Field(
+        default=None, description="label of every image of a flat out-of-set folder (default unknown)"
     )
     class_folders: PathText | dict[StrictStr, StrictStr | StrictInt] | None = Field(
         default=None, description="class sub-folder names, e.g. authentic=Real,gan=Synthetic"

@@ -459,8 +459,12 @@ def _read_class_folders(
     others: list[str] = []
     subfolders = [e for e in sorted(os.scandir(folder), key=lambda e: e.name)
                   if not e.name.startswith(".") and e.is_dir()]
-    if flat_label is not None or not subfolders:
+    all_classes = bool(subfolders) and all(e.name.lower() in classes for e in subfolders)
+    if not subfolders or (flat_label is not None and not all_classes):
         return _read_flat_folder(folder, dataset, problems, flat_label, out_of_set)
+    if flat_label is not None:
+        log.warning("%s: read by its class sub-folders (%s); the flat-folder label %r does not apply to it",
+                    folder, ", ".join(e.name for e in subfolders), flat_label)
     for entry in subfolders:
         label = classes.get(entry.name.lower())
         if label is None:
@@ -478,7 +482,7 @@ def _read_class_folders(
             folder, None,
             f"a class-per-folder dataset needs sub-folders named {real} (Real) and/or {fake} (Synthetic), "
             f"case-insensitive, and nothing else; found {', '.join(repr(n) for n in others)}. Pass "
-            "--class-folders FOLDER=Real,FOLDER=Synthetic for other names, or --label real|synthetic|unknown "
+            "--class-folders FOLDER=Real,FOLDER=Synthetic for other names, or --label real|synthetic "
             "to take every image under the folder as one class",
         ))
         return []
@@ -615,7 +619,9 @@ def read_manifest(
             labels are refused. None (Python default): as each format allows (header CSV
             accepts ``unknown``, the study CSV does not).
         label: ``real``, ``synthetic`` or ``unknown`` for every image of a directory read
-            as a flat folder (its sub-folders are walked, not taken as classes).
+            as a flat folder: one without sub-folders, or whose sub-folders are not all class
+            names (they are then walked, not taken as classes). A directory whose sub-folders
+            are all class names is read by class whatever ``label`` says (a warning is logged).
         class_folders: class sub-folder names, ``"authentic=Real,gan=Synthetic"`` or a mapping.
         human_map_match: ``auto``, ``path`` or ``stem`` (accept shared stems knowingly).
 
