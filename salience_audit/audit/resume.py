@@ -10,6 +10,7 @@ audit says how many shards were stale and why.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -48,15 +49,47 @@ def image_items(samples: Sequence[Sample]) -> list[ImageItem]:
     ]
 
 
+def _tree_hash(folder: Path) -> str:
+    """Digest of every file under ``folder``: relative paths and the hashes of their bytes."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            entries.append([full.relative_to(folder).as_posix(), file_hash(full)])
+    return digest(entries)
+
+
+def _recipe(recipe: Any) -> Any:
+    """A checkpoint recipe as plain data, with the hash of a user's model file (``path/file.py:Class``)."""
+    data = dataclasses.asdict(recipe) if dataclasses.is_dataclass(recipe) else repr(recipe)
+    model = getattr(recipe, "model", None)
+    if isinstance(model, str) and ".py:" in model:
+        data = {"recipe": data, "model_file": file_hash(model.rsplit(":", 1)[0])}
+    return data
+
+
 def run_digest(ref: RunRef) -> str:
-    """Digest of what a run contributes: its weights file and ``run.json`` (or an in-memory model's state)."""
+    """Digest of what a run contributes to its rows.
+
+    A run folder: the hash of ``model.pt`` and the parsed ``run.json``; a bare checkpoint:
+    its hash and its recipe (and the user's model file, when it is one); precomputed maps:
+    every map file's hash (any change recomputes the group's shards); an in-memory model:
+    its state dict and settings.
+    """
+    if ref.maps is not None:
+        where = Path(ref.maps.where)
+        source = _tree_hash(where) if where.is_dir() else file_hash(where)
+        return digest({"maps": source, "match": ref.maps.match})
     if ref.path is not None:
-        folder = Path(ref.path)
+        path = Path(ref.path)
+        if not path.is_dir():  # a bare checkpoint file with its recipe
+            return digest({"weights": file_hash(path), "recipe": _recipe(ref.recipe), "trust_pickle": ref.trust_pickle})
         try:
-            meta: Any = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+            meta: Any = json.loads((path / "run.json").read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             meta = None
-        return digest({"weights": file_hash(folder / "model.pt"), "run.json": meta, "trust_pickle": ref.trust_pickle})
+        return digest({"weights": file_hash(path / "model.pt"), "run.json": meta, "trust_pickle": ref.trust_pickle})
     model = ref.model
     assert model is not None
     return digest({"state": state_dict_hash(model.module.state_dict()), "settings": model.metadata()})
