@@ -115,6 +115,11 @@ def test_model_measures_are_skipped_with_one_line(two_runs, tmp_path, capsys) ->
     lines = [line for line in err.splitlines() if "precomputed maps" in line]
     assert len(lines) == 1 and "detection, noise, transforms are skipped" in lines[0]
     assert set(pd.read_parquet(tmp_path / "o" / "results")["measure"]) == {"entropy", "entropy_norm", "spatial_entropy"}
+    from salience_audit.cli import main
+
+    assert main(["report", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report" / "report.md").read_text(encoding="utf-8")
+    assert "holds precomputed maps (no model): detection, noise, transforms need a model" in report
 
 
 def test_missing_map_names_the_image_and_the_folder(two_runs, tmp_path, capsys) -> None:
