@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from salience_audit.errors import InputError
+from salience_audit.profiles import DEFAULT_PROFILE, check_profile
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
 """Measures an audit can compute; detection (score, correctness) is always computed."""
@@ -38,6 +39,8 @@ class AuditConfig:
         gallery_size: example images per dataset in the report gallery.
         threshold: decision threshold on the "Synthetic" probability: an image is called
             Synthetic when its score is above it (accuracy, APCER, BPCER, ACER, correctness).
+        profile: ``default`` (corrected definitions) or ``study`` (the original study's
+            conventions, bit for bit where its code is deterministic; docs/fidelity.md).
     """
 
     method: str = "gradcam"
@@ -55,6 +58,7 @@ class AuditConfig:
     on_bad_image: str = "stop"
     gallery_size: int = 3
     threshold: float = 0.5
+    profile: str = DEFAULT_PROFILE
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +77,7 @@ class AuditConfig:
             raise InputError(f"threshold must lie in [0, 1], got {self.threshold}")
         if any(not 0.0 <= a <= 1.0 for a in self.noise_levels):
             raise InputError(f"noise levels must lie in [0, 1], got {list(self.noise_levels)}")
+        check_profile(self.profile)
         if 0.0 not in self.noise_levels:
             self.noise_levels = (0.0, *self.noise_levels)
 
