@@ -93,7 +93,12 @@ class AuditConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown audit setting(s) {unknown}; known: {sorted(known)}", source)
-        return cls(**data)
+        try:
+            return cls(**data)
+        except InputError as err:  # name the config file the bad value came from
+            if err.path is None and source is not None:
+                raise InputError(err.problem, source) from err
+            raise
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
