@@ -57,8 +57,10 @@ def _correlate_truncate(x: Tensor, taps: tuple[float, ...], dim: int) -> Tensor:
     n = x.shape[dim]
     padded = x.index_select(dim, _reflect_indices(n, radius, x.device))
     acc = padded.narrow(dim, radius, n) * taps[0]
-    for m in range(radius, 0, -1):
-        acc += (padded.narrow(dim, radius - m, n) + padded.narrow(dim, radius + m, n)) * taps[m]
+    pair = torch.empty_like(acc)
+    for m in range(radius, 0, -1):  # separate multiply and add (no fused multiply-add), as scipy's C loop
+        torch.add(padded.narrow(dim, radius - m, n), padded.narrow(dim, radius + m, n), out=pair)
+        acc.add_(pair.mul_(taps[m]))
     return torch.floor_(acc).clamp_(0.0, 255.0)
 
 
