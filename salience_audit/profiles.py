@@ -40,8 +40,8 @@ def check_profile(value: Any, source: str | Path | None = None) -> Profile:
     return value  # type: ignore[return-value]
 
 
-def profile_of(meta: Mapping[str, Any]) -> Profile:
-    """Profile recorded in an ``audit.json`` mapping.
+def profile_of(meta: Mapping[str, Any], source: str | Path | None = None) -> Profile:
+    """Profile recorded in an ``audit.json`` mapping (``source`` names it in errors).
 
     Audits written before profiles existed followed the default conventions, so a missing
     key reads as ``default``.
@@ -49,14 +49,14 @@ def profile_of(meta: Mapping[str, Any]) -> Profile:
     value = meta.get("profile")
     if value is None:
         value = (meta.get("config") or {}).get("profile", DEFAULT_PROFILE)
-    return check_profile(value)
+    return check_profile(value, source)
 
 
 def require_same_profile(
     meta_a: Mapping[str, Any], meta_b: Mapping[str, Any], where_a: str | Path, where_b: str | Path
 ) -> Profile:
     """The common profile of two audits, or an :class:`InputError` when they differ."""
-    a, b = profile_of(meta_a), profile_of(meta_b)
+    a, b = profile_of(meta_a, Path(where_a) / "audit.json"), profile_of(meta_b, Path(where_b) / "audit.json")
     if a != b:
         raise InputError(
             f"refusing to compare or merge audits of different profiles: {where_a} was computed with "
