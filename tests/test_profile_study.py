@@ -255,3 +255,44 @@ def test_profiles_of_old_audits_read_as_default_and_mixes_are_refused():
         require_same_profile({"profile": "study"}, {}, "audit-a", "audit-b")
     with pytest.raises(InputError, match="profile must be one of"):
         Conventions("paper")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- the batch loop uses the profile
+
+
+class _RecordingExtractor:
+    """Stands in for a SalienceExtractor: records every batch it explains; maps = channel mean at 8x8."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, x01: torch.Tensor, target=None):
+        from salience_audit.salience.extract import SalienceOutput
+
+        self.seen.append(x01.clone())
+        maps = F.adaptive_avg_pool2d(x01.mean(dim=1, keepdim=True), 8).squeeze(1)
+        lo, hi = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
+        logits = torch.stack([x01.mean(dim=(1, 2, 3)), 1 - x01.mean(dim=(1, 2, 3))], dim=1)
+        return SalienceOutput(maps=(maps - lo) / (hi - lo), logits=logits, target=logits.argmax(1))
+
+
+@pytest.mark.parametrize("profile", ["default", "study"])
+def test_batch_auditor_takes_noise_and_blur_from_the_profile(profile):
+    from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
+    from salience_audit.audit.config import AuditConfig
+    from salience_audit.audit.store import RowBuffer
+
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    config = AuditConfig(measures=("noise", "degradation"), noise_levels=(0.0, 0.5), profile=profile, device="cpu")
+    recorder = _RecordingExtractor()
+    auditor = BatchAuditor([RunExtractor("r", recorder)], config, "d", "g", 32)  # type: ignore[arg-type]
+    batch = BatchInput(images=x, labels=torch.tensor([0, 1]), indices=np.arange(2), paths=["a", "b"])
+    auditor.process(batch, RowBuffer(), torch.Generator().manual_seed(0))
+    conv = Conventions(profile)  # type: ignore[arg-type]
+    seen = torch.cat(recorder.seen)
+    # clean pass, then the noisy images (amount 0 only under study), then the two guided blurs
+    amounts = (0.0, 0.5) if profile == "study" else (0.5,)
+    expected_noisy = [conv.noisy(x, a, torch.Generator().manual_seed(0)) for a in amounts]
+    maps_up = conv.upscale(_RecordingExtractor()(x).maps, 32)
+    expected = [x, torch.cat(expected_noisy), *(conv.guided_blur(x, maps_up, m) for m in ("background", "object"))]
+    assert torch.equal(seen, torch.cat(expected))
