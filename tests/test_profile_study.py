@@ -296,3 +296,13 @@ def test_batch_auditor_takes_noise_and_blur_from_the_profile(profile):
     maps_up = conv.upscale(_RecordingExtractor()(x).maps, 32)
     expected = [x, torch.cat(expected_noisy), *(conv.guided_blur(x, maps_up, m) for m in ("background", "object"))]
     assert torch.equal(seen, torch.cat(expected))
+
+
+def test_uint8_gaussian_window_equals_the_cropped_full_filter():
+    img = torch.randint(0, 256, (2, 3, 30, 41), generator=torch.Generator().manual_seed(6))
+    full = uint8_gaussian_filter(img, 3.3)
+    for window in ((0, 30, 0, 41), (5, 9, 0, 41), (0, 1, 40, 41), (12, 30, 3, 20)):
+        top, bottom, left, right = window
+        assert torch.equal(uint8_gaussian_filter(img, 3.3, window=window), full[..., top:bottom, left:right])
+    with pytest.raises(ValueError, match="window"):
+        uint8_gaussian_filter(img, 1.0, window=(5, 5, 0, 3))

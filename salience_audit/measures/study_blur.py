@@ -78,7 +78,7 @@ def study_guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -
 
     Images and maps are read as 8-bit (round(255 x)); the result is the blurred 8-bit image
     divided by 255, in ``x01``'s dtype. One filter pass per level present, over the images
-    that hold that level only.
+    that hold that level and the rows and columns its pixels span only.
     """
     if x01.dim() != 4 or maps_up.dim() != 3 or x01.shape[0] != maps_up.shape[0] or x01.shape[-2:] != maps_up.shape[-2:]:
         raise ValueError(
@@ -88,13 +88,23 @@ def study_guided_blur(x01: Tensor, maps_up: Tensor, mode: Mode = "background") -
     image = _to_levels(x01)
     k = study_level_indices(_to_levels(maps_up.to(x01.device)), mode)
     out = image.clone()
+    # On the CPU image by image (the filter is memory-bound and each level's window is then
+    # that image's own); on a GPU the whole batch at once.
+    groups = [slice(n, n + 1) for n in range(len(k))] if k.device.type == "cpu" else [slice(0, len(k))]
+    for group in groups:
+        _blur_levels_into(out[group], image[group], k[group])
+    return (out / 255.0).to(x01.dtype)
+
+
+def _blur_levels_into(out: Tensor, image: Tensor, k: Tensor) -> None:
+    """Copy into ``out`` each pixel's value from ``image`` filtered at its level's sigma (steps 4)."""
     for level in torch.unique(k).tolist():
         sigma = study_level_sigma(int(level)) if level >= 0 else 0.0
         if sigma == 0.0:
             continue
-        at = k == level
-        chosen = at.flatten(1).any(dim=1).nonzero().squeeze(1)
-        blurred = uint8_gaussian_filter(image.index_select(0, chosen), sigma)
-        mask = at.index_select(0, chosen).unsqueeze(1)
-        out[chosen] = torch.where(mask, blurred, out.index_select(0, chosen))
-    return (out / 255.0).to(x01.dtype)
+        b, i, j = (k == level).nonzero(as_tuple=True)
+        chosen, local = torch.unique(b, return_inverse=True)
+        # only the images holding this level, and only the rows and columns its pixels span
+        top, bottom, left, right = int(i.min()), int(i.max()) + 1, int(j.min()), int(j.max()) + 1
+        blurred = uint8_gaussian_filter(image.index_select(0, chosen), sigma, window=(top, bottom, left, right))
+        out[b, :, i, j] = blurred[local, :, i - top, j - left]
