@@ -31,9 +31,9 @@ import scipy.ndimage as ndi
 import torch
 
 from salience_audit.audit.conventions import Conventions
-from salience_audit.measures import degradation, entropy, similarity
-from salience_audit.measures.noise import uint8_round_trip
-from salience_audit.measures.study_blur import study_guided_blur, study_level_indices, study_level_sigma
+from salience_audit.measures import entropy, similarity
+from salience_audit.perturb.noise import uint8_round_trip
+from salience_audit.perturb.study_blur import study_guided_blur, study_level_indices, study_level_sigma
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.salience.extract import SalienceExtractor
 from salience_audit.salience.normalize import to_uint8_levels

@@ -64,4 +64,4 @@ def test_profile_from_config_file_and_bad_value(audit_setup, tmp_path, capsys): 
     assert main(["audit", "--config", str(config), *audit_setup.group_flags(), "--manifest", str(audit_setup.manifest),
                  "--out", str(tmp_path / "p"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "profile must be one of default, study" in err and "audit.toml" in err
+    assert "profile" in err and "'default' or 'study'" in err and "audit.toml" in err

@@ -20,9 +20,9 @@ from PIL import Image
 from salience_audit.audit.conventions import Conventions
 from salience_audit.errors import InputError
 from salience_audit.measures import entropy
-from salience_audit.measures.noise import salt_and_pepper, uint8_round_trip
-from salience_audit.measures.study_blur import study_guided_blur, study_level_indices
-from salience_audit.measures.uint8_gaussian import uint8_gaussian_filter
+from salience_audit.perturb.noise import salt_and_pepper, uint8_round_trip
+from salience_audit.perturb.study_blur import study_guided_blur, study_level_indices
+from salience_audit.perturb.uint8_gaussian import uint8_gaussian_filter
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.profiles import profile_of, require_same_profile
 from salience_audit.salience.extract import SalienceExtractor
@@ -280,7 +280,7 @@ class _RecordingExtractor:
 def test_batch_auditor_takes_noise_and_blur_from_the_profile(profile):
     from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
     from salience_audit.audit.config import AuditConfig
-    from salience_audit.audit.store import RowBuffer
+    from salience_audit.results.schema import RowBuffer
 
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     config = AuditConfig(measures=("noise", "degradation"), noise_levels=(0.0, 0.5), profile=profile, device="cpu")

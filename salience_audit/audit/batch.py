@@ -29,9 +29,10 @@ from torch import Tensor
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.conventions import Conventions
-from salience_audit.audit.store import RowBuffer
 from salience_audit.errors import ModelError
-from salience_audit.measures import degradation, entropy, geometry, similarity, stability
+from salience_audit.measures import deletion, entropy, similarity, stability
+from salience_audit.perturb import geometry
+from salience_audit.results.schema import RowBuffer
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
 from salience_audit.salience.normalize import to_uint8_levels
 
@@ -473,8 +474,8 @@ class BatchAuditor:
             return probs.gather(1, tgt.repeat(images.shape[0] // tgt.shape[0], 1)).squeeze(1)
 
         steps = self.config.deletion_steps
-        ordered = degradation.deletion_insertion_curves(score_fn, x, maps_up, steps=steps)
-        control = degradation.deletion_insertion_curves(
+        ordered = deletion.deletion_insertion_curves(score_fn, x, maps_up, steps=steps)
+        control = deletion.deletion_insertion_curves(
             score_fn, x, maps_up, steps=steps, random_order=True, generator=generator
         )
         add(run.name, "deletion_auc", "", ordered["deletion_auc"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from salience_audit.measures import degradation, noise, study_blur
+from salience_audit.perturb import blur, noise, study_blur
 from salience_audit.profiles import DEFAULT_PROFILE, Profile, check_profile
 from salience_audit.salience.normalize import upscale
 from salience_audit.salience.pil_resize import upscale_floored_pil
@@ -51,11 +51,11 @@ class Conventions:
         """Maps ``[B, h, w]`` in [0, 1] at the input size ``size``."""
         return upscale_floored_pil(maps, size) if self.study else upscale(maps, size)
 
-    def guided_blur(self, x01: Tensor, maps_up: Tensor, mode: degradation.Mode) -> Tensor:
+    def guided_blur(self, x01: Tensor, maps_up: Tensor, mode: blur.Mode) -> Tensor:
         """Salience-guided blur of ``x01`` by the upscaled maps (``background`` or ``object``)."""
         if self.study:
             return study_blur.study_guided_blur(x01, maps_up, mode)
-        return degradation.guided_blur(x01, maps_up, mode=mode)
+        return blur.guided_blur(x01, maps_up, mode=mode)
 
     def noisy(self, x01: Tensor, amount: float, generator: torch.Generator | None) -> Tensor:
         """Salt-and-pepper noise of the given amount (amount 0: the image as the profile reads it)."""
