@@ -333,7 +333,8 @@ class SalienceExtractor:
         return SalienceOutput(maps=minmax_normalize(maps), logits=logits.detach(), target=t)
 
     def _torchcam(self, x: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput:
-        cls = (_TORCHCAM_BEFORE_INPLACE if self.grad_before_inplace else _TORCHCAM).get(self.method, _TORCHCAM[self.method])
+        classes = _TORCHCAM_BEFORE_INPLACE if self.grad_before_inplace else _TORCHCAM
+        cls = classes.get(self.method, _TORCHCAM[self.method])
         kwargs: dict[str, Any] = {"input_shape": tuple(x.shape[1:])}
         if self.method == "scorecam":
             kwargs["batch_size"] = self.scorecam_batch_size
