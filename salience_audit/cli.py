@@ -8,7 +8,8 @@ import warnings
 from typing import Any, TextIO
 
 from salience_audit import __version__
-from salience_audit.errors import SalienceAuditError
+from salience_audit.cli_options import apply_config_file, config_in_argv
+from salience_audit.errors import EXIT_INTERRUPTED, EXIT_OK, SalienceAuditError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     from salience_audit.demo import add_demo_parser
     from salience_audit.training.cli_commands import add_score_parser, add_train_parser
 
-    add_demo_parser(sub)
-    add_train_parser(sub)
-    add_score_parser(sub)
-    add_audit_parser(sub)
-    add_report_parser(sub)
+    parser.command_parsers = {  # type: ignore[attr-defined]
+        "demo": add_demo_parser(sub),
+        "train": add_train_parser(sub),
+        "score": add_score_parser(sub),
+        "audit": add_audit_parser(sub),
+        "report": add_report_parser(sub),
+    }
     return parser
 
 
@@ -41,18 +44,28 @@ def _show_warning(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; returns the exit status (see :mod:`salience_audit.errors` for the table).
+
+    Usage errors (unknown flag, missing or mistyped value) exit with status 2 through argparse.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        command, config = config_in_argv(argv, parser.command_parsers)
+        if command is not None and config is not None:
+            command_parser = parser.command_parsers[command]
+            if not command_parser.get_default("reads_own_config"):
+                apply_config_file(command_parser, config)
+        args = parser.parse_args(argv)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return int(args.func(args) or 0)
+            return int(args.func(args) or EXIT_OK)
     except SalienceAuditError as err:
         print(f"salience-audit: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         print("salience-audit: interrupted; finished shards are kept, run the same command to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

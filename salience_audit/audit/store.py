@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from salience_audit.atomic import atomic_write
-from salience_audit.errors import SalienceAuditError
+from salience_audit.errors import OutputWriteError
 
 ROW_SCHEMA = pa.schema(
     [
@@ -37,7 +37,7 @@ ROW_SCHEMA = pa.schema(
 """Columns of the per-sample rows (long format: one row per image x model x measure variant)."""
 
 
-class StoreWriteError(SalienceAuditError):
+class StoreWriteError(OutputWriteError):
     """The output folder cannot be written (full disk, permissions)."""
 
 

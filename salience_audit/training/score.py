@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
 from salience_audit.measures.detection import detection_metrics
@@ -50,7 +52,7 @@ def score_samples(
                         num_workers=num_workers, pin_memory=dev.type == "cuda")
     scores: list[torch.Tensor] = []
     preds: list[torch.Tensor] = []
-    for batch in tqdm(loader, desc=f"score {model.name}", disable=not progress, unit="batch"):
+    for batch in tqdm(loader, desc=f"score {model.name}", disable=bar_disable(progress), unit="batch"):
         logits = model(batch["image"].to(dev, non_blocking=True))
         scores.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
         preds.append(logits.argmax(dim=1).cpu())
