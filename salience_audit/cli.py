@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from salience_audit import __version__
 from salience_audit.cli_options import apply_config_file, config_in_argv
-from salience_audit.errors import EXIT_INTERRUPTED, EXIT_OK, SalienceAuditError
+from salience_audit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SalienceAuditError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,20 +43,31 @@ def _show_warning(
     print(f"salience-audit: warning: {message}", file=file or sys.stderr)
 
 
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """Flags, then the ``--config`` file's settings (for every command but ``audit``, which merges its own), then defaults.
+
+    Raises ``SystemExit(2)`` on usage errors (argparse) and :class:`InputError` for a bad config file.
+    """
+    parser = build_parser()
+    command, config = config_in_argv(argv, parser.command_parsers)
+    if command is not None and config is not None:
+        command_parser = parser.command_parsers[command]
+        if not command_parser.get_default("reads_own_config"):
+            apply_config_file(command_parser, config)
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; returns the exit status (see :mod:`salience_audit.errors` for the table).
 
-    Usage errors (unknown flag, missing or mistyped value) exit with status 2 through argparse.
+    Usage errors (unknown flag, missing or mistyped value) return 2 after argparse printed them.
     """
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        command, config = config_in_argv(argv, parser.command_parsers)
-        if command is not None and config is not None:
-            command_parser = parser.command_parsers[command]
-            if not command_parser.get_default("reads_own_config"):
-                apply_config_file(command_parser, config)
-        args = parser.parse_args(argv)
+        try:
+            args = parse_command_line(argv)
+        except SystemExit as stop:  # argparse: --help/--version (0) or a usage error (2), already printed
+            return stop.code if isinstance(stop.code, int) else EXIT_USAGE
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.func(args) or EXIT_OK)
