@@ -8,7 +8,7 @@ import warnings
 from typing import Any, TextIO
 
 from salience_audit import __version__
-from salience_audit.cli_options import apply_config_file, config_in_argv
+from salience_audit.cli_config import apply_config_file, config_in_argv
 from salience_audit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SalienceAuditError
 
 

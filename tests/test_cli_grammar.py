@@ -3,15 +3,13 @@ documented exit codes, and progress bars only on terminals and without --quiet."
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from tiny_data import TRAIN_TINY, tiny_dataset
 
 from salience_audit.cli import build_parser, main, parse_command_line
 from salience_audit.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE
@@ -24,25 +22,6 @@ MINIMAL = {  # the least each command needs to parse
     "report": ["a"],
     "demo": [],
 }
-
-
-def _tiny_dataset(folder: Path, n: int = 6) -> Path:
-    rng = np.random.default_rng(1)
-    rows = []
-    for label, base in (("Real", 80), ("Synthetic", 170)):
-        for i in range(n):
-            path = folder / f"{label}_{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.clip(rng.normal(base, 25, (32, 32, 3)), 0, 255).astype(np.uint8)).save(path)
-            rows.append(("train" if i < n - 2 else "test", label, str(path)))
-    manifest = folder / "data.csv"
-    with manifest.open("w", newline="") as fh:
-        csv.writer(fh).writerows([("split", "label", "path"), *rows])
-    return manifest
-
-
-TRAIN_TINY = ["--arch", "small_cnn", "--weights", "none", "--loss", "xent", "--epochs", "1", "--batch-size", "4",
-              "--device", "cpu"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -120,7 +99,7 @@ def test_exit_codes_from_the_installed_command(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("grammar")
-    manifest = _tiny_dataset(root / "data")
+    manifest = tiny_dataset(root / "data")
     assert main(["train", "--train-manifest", str(manifest), *TRAIN_TINY, "--seeds", "2", "--seed", "3",
                  "--out", str(root / "runs"), "--quiet"]) == EXIT_OK
     return root, manifest

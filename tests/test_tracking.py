@@ -7,10 +7,9 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from tiny_data import tiny_dataset
 
 from salience_audit.cli import main
 from salience_audit.errors import EXIT_MISSING_EXTRA, EXIT_USAGE
@@ -19,27 +18,10 @@ mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 
 
-def _tiny_dataset(folder: Path, n: int = 12) -> Path:
-    """n random 32x32 images per class, 2/3 train and 1/3 test, as a header CSV."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for label in ("Real", "Synthetic"):
-        for i in range(n):
-            path = folder / f"{label}_{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            base = 90 if label == "Real" else 160  # separable, so training does something
-            Image.fromarray(np.clip(rng.normal(base, 30, (32, 32, 3)), 0, 255).astype(np.uint8)).save(path)
-            rows.append(("train" if i < 2 * n // 3 else "test", label, str(path)))
-    manifest = folder / "data.csv"
-    with manifest.open("w", newline="") as fh:
-        csv.writer(fh).writerows([("split", "label", "path"), *rows])
-    return manifest
-
-
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     root = tmp_path_factory.mktemp("tracking")
-    manifest = _tiny_dataset(root / "data")
+    manifest = tiny_dataset(root / "data", n=12, seed=0)
     mlruns = (root / "mlruns").as_uri()
     tb = root / "tb"
     trackers = ["--log-to", f"mlflow:{mlruns}", "--log-to", f"tensorboard:{tb}"]

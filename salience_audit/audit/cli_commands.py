@@ -254,8 +254,8 @@ def run_audit_command(args: argparse.Namespace) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
-    from salience_audit.report.html import write_report
-    from salience_audit.report.summary import write_summary
+    from salience_audit.report.render.html import write_report
+    from salience_audit.report.summary.build import write_summary
 
     if args.audit_dir and args.out and Path(args.audit_dir) != Path(args.out):
         raise UsageError(f"two audit folders given: {args.audit_dir} and --out {args.out}; give one")
@@ -265,7 +265,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     seed = args.seed or 0
     if not (out / "audit.json").exists():
         raise InputError("not an audit folder (no audit.json inside)", out)
-    from salience_audit.report.accumulate import DEFAULT_CAPACITY
+    from salience_audit.report.summary.accumulate import DEFAULT_CAPACITY
 
     capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
     if capacity < 1:
@@ -274,7 +274,7 @@ def run_report_command(args: argparse.Namespace) -> int:
         write_summary(out, capacity=capacity, seed=seed)
         path = write_report(out, compare_with=args.compare_with, capacity=capacity, seed=seed)
     except OSError as err:  # full disk, permissions
-        from salience_audit.audit.store import StoreWriteError
+        from salience_audit.results.store import StoreWriteError
 
         raise StoreWriteError(f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}") from err
     print(f"report: {path}")
