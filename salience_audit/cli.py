@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from typing import Any, TextIO
 
 from salience_audit import __version__
 from salience_audit.cli_config import apply_config_file, config_in_argv
-from salience_audit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SalienceAuditError
+from salience_audit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, SalienceAuditError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,14 @@ def _show_warning(
     print(f"salience-audit: warning: {message}", file=file or sys.stderr)
 
 
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (handled like Ctrl-C)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def parse_command_line(argv: list[str]) -> argparse.Namespace:
     """Flags, then the ``--config`` file's settings (for every command but ``audit``, which merges its own), then defaults.
 
@@ -63,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors (unknown flag, missing or mistyped value) return 2 after argparse printed them.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    previous = None
+    try:  # SIGTERM (kill, a batch scheduler's time limit) stops as cleanly as Ctrl-C
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         try:
             args = parse_command_line(argv)
@@ -77,6 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("salience-audit: interrupted; finished shards are kept, run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print(
+            "salience-audit: terminated (SIGTERM); finished shards are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

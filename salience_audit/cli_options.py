@@ -48,10 +48,10 @@ def add_common_options(
 
 def add_log_to_option(parser: argparse.ArgumentParser) -> None:
     """``--log-to mlflow[:URI] | tensorboard[:DIR] | wandb[:PROJECT]`` (repeatable; see :mod:`salience_audit.tracking`)."""
-    from salience_audit.tracking.backends import parse_log_to
+    from salience_audit.tracking.backends import checked_log_to
 
     parser.add_argument(
-        "--log-to", action="append", default=[], type=parse_log_to, metavar="TRACKER[:WHERE]",
+        "--log-to", action="append", default=None, type=checked_log_to, metavar="TRACKER[:WHERE]",
         help="also log to an experiment tracker: mlflow[:URI] (default ./mlruns), tensorboard[:DIR] "
         "(default ./tb-logs) or wandb[:PROJECT] (offline unless configured); repeat for several",
     )

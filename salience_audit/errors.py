@@ -10,6 +10,7 @@ the statuses are documented in docs/cli.md:
 3     a missing optional dependency (the message names the extra to install)
 4     an output file could not be written (disk full, permissions); finished work is kept
 130   interrupted (Ctrl-C); finished shards/epochs are kept and the same command resumes
+143   terminated (SIGTERM, e.g. a batch scheduler's time limit); kept and resumable like 130
 ====  ==========================================================================
 """
 
@@ -23,6 +24,7 @@ EXIT_USAGE = 2
 EXIT_MISSING_EXTRA = 3
 EXIT_WRITE_FAILED = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class SalienceAuditError(Exception):

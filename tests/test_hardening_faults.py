@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hardening_fixtures import FAST, audit, dataset, rgb_image, rows, runs, write_csv
-from salience_audit.errors import EXIT_WRITE_FAILED
+from salience_audit.errors import EXIT_BAD_INPUT, EXIT_WRITE_FAILED
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_output_folder_under_a_regular_file(tmp_path, capsys, setup):
     blocker = tmp_path / "file"
     blocker.write_text("I am a file")
     code, _, err = audit(capsys, *_args(setup, blocker / "out"))
-    assert code == EXIT_WRITE_FAILED
-    assert f"salience-audit: error: {blocker / 'out' / 'results'}: output folder is not writable: Not a directory" in err
+    assert code == EXIT_BAD_INPUT  # --out under a regular file: a bad path
+    assert f"salience-audit: error: {blocker / 'out'}: cannot create the output folder: Not a directory" in err
 
 
 def test_disk_full_while_writing_a_shard_then_resume(tmp_path, capsys, monkeypatch, setup):

@@ -22,6 +22,8 @@ LAYERS: dict[str, int] = {
     "atomic": 0,
     "device": 0,
     "progress": 0,
+    "folders": 0,
+    "schema": 0,
     "data": 1,
     "models": 2,
     "salience": 3,

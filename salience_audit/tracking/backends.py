@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from salience_audit.errors import InputError, SalienceAuditError, require_extra
 
-__all__ = ["KINDS", "Tracker", "TrackerRun", "TrackerSpec", "open_trackers", "parse_log_to"]
+__all__ = ["KINDS", "Tracker", "TrackerRun", "TrackerSpec", "checked_log_to", "open_trackers", "parse_log_to"]
 
 KINDS = ("mlflow", "tensorboard", "wandb")
 EXPERIMENT = "salience-audit"
@@ -33,13 +33,22 @@ class TrackerSpec:
     target: str | None = None
 
 
-def parse_log_to(text: str) -> TrackerSpec:
-    """``mlflow``, ``mlflow:file:///x/mlruns``, ``tensorboard:runs/tb``, ``wandb:my-project`` -> spec (argparse type)."""
+def parse_log_to(text: str, error: type[Exception] = argparse.ArgumentTypeError) -> TrackerSpec:
+    """``mlflow``, ``mlflow:file:///x/mlruns``, ``tensorboard:runs/tb``, ``wandb:my-project`` -> spec.
+
+    An unknown tracker raises ``error`` (argparse's type error by default: a usage error).
+    """
     kind, _, target = text.partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:
-        raise argparse.ArgumentTypeError(f"unknown tracker {text!r}; use mlflow[:URI], tensorboard[:DIR] or wandb[:PROJECT]")
+        raise error(f"unknown tracker {text!r}; use mlflow[:URI], tensorboard[:DIR] or wandb[:PROJECT]")
     return TrackerSpec(kind, target.strip() or None)
+
+
+def checked_log_to(text: str) -> str:
+    """argparse type of ``--log-to``: the text itself once :func:`parse_log_to` accepts it."""
+    parse_log_to(text)
+    return text
 
 
 class TrackerRun(Protocol):
@@ -222,10 +231,11 @@ class _WandbRun:
 _BACKENDS = {"mlflow": MlflowTracker, "tensorboard": TensorBoardTracker, "wandb": WandbTracker}
 
 
-def open_trackers(specs: Sequence[TrackerSpec]) -> list[Tracker]:
-    """One tracker per spec; a missing extra or an unusable store raises before any work, in one line."""
+def open_trackers(specs: Sequence[TrackerSpec | str] | None) -> list[Tracker]:
+    """One tracker per spec (or ``--log-to`` text); a missing extra or an unusable store raises before any work."""
     trackers = []
-    for spec in specs:
+    for spec in specs or []:
+        spec = parse_log_to(spec, error=InputError) if isinstance(spec, str) else spec
         try:
             trackers.append(_BACKENDS[spec.kind](spec.target))
         except SalienceAuditError:
