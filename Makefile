@@ -30,7 +30,7 @@ GENERATOR = $(BIN)/python -m pip install --quiet --no-deps --ignore-requires-pyt
 install: $(STAMP)
 
 $(STAMP): pyproject.toml | venv-check
-	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray,byo]"
 	$(GENERATOR)
 	touch $(STAMP)
 

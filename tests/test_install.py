@@ -26,6 +26,9 @@ OPTIONAL = {  # module imported behind require_extra (or only in a function of t
     "mlflow": "mlflow",
     "tensorboard": "tensorboard",
     "wandb": "wandb",
+    "timm": "byo",
+    "safetensors": "byo",
+    "pytorch_grad_cam": "byo",
 }
 
 
