@@ -53,9 +53,14 @@ class MissingExtraError(SalienceAuditError):
     def __init__(self, module: str, extra: str, purpose: str, hint: str = "") -> None:
         self.module = module
         self.extra = extra
+        package = _PACKAGE_OF.get(module.split(".")[0], module.split(".")[0])
         super().__init__(
-            f"{purpose} needs the optional package {module!r}: pip install \"salience-audit[{extra}]\"{hint}"
+            f"{purpose} needs the optional package {package!r}: pip install \"salience-audit[{extra}]\"{hint}"
         )
+
+
+_PACKAGE_OF = {"skimage": "scikit-image", "gan_face_generate": "gan-face-generate"}
+"""Import name -> the name pip installs, where they differ."""
 
 
 def require_extra(module: str, extra: str, purpose: str, hint: str = ""):  # noqa: ANN201 - returns the module
