@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.conventions import Conventions
 from salience_audit.audit.plan import Shard
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
@@ -160,7 +161,9 @@ def run_shard(
     amp = config.amp and device.type == "cuda"
     extractors = []
     for ref, m in zip(runs, models):
-        extractor = SalienceExtractor(m, config.method)
+        extractor = SalienceExtractor(
+            m, config.method, grad_before_inplace=Conventions(config.profile).grad_before_inplace
+        )
         extractors.append(RunExtractor(ref.name, _AutocastExtractor(extractor) if amp else extractor))  # type: ignore[arg-type]
     auditor = BatchAuditor(extractors, config, shard.dataset, shard.group, input_size)
 
