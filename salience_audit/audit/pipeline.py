@@ -197,7 +197,9 @@ def run_audit(
                 "its lock was released when it stopped, and this audit resumes its work",
                 stacklevel=2,
             )
-        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
+        needs_images = any(r.maps is None for rs in refs.values() for r in rs)
+        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress,
+                                      images=needs_images)
         claim_output_folder(out, force=force)
         store = ResultStore(out)
         store.prepare()
