@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 from salience_audit.data.images import load_image, load_map
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
@@ -102,7 +104,7 @@ def preflight(
     (an audit of precomputed maps only: no image is ever decoded) checks the human maps only.
     """
     total = sum(len(s) for s in datasets.values())
-    bar = tqdm(total=total, desc="pre-flight", unit="img", disable=not progress)
+    bar = tqdm(total=total, desc="pre-flight", unit="img", disable=bar_disable(progress))
     kept: dict[str, list[Sample]] = {}
     problems: list[tuple[Sample, str]] = []
     colour_maps: list[tuple[str, str]] = []
