@@ -24,6 +24,7 @@ import pytest
 from fixtures_audit import AuditSetup, audit_setup  # noqa: F401  (session fixture)
 
 from salience_audit.cli import main as cli_main
+from salience_audit.errors import EXIT_BAD_INPUT
 from salience_audit.results.store import ResultStore
 
 SHARD_SIZE = 4
@@ -167,7 +168,7 @@ def test_changed_plan_in_same_folder_is_refused(
     args[args.index("--shard-size") + 1] = str(SHARD_SIZE + 1)  # another set of shards: refused
     code = cli_main(args)
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "different plan" in err and "shard_size" in err and str(out) in err
     assert sorted(p.name for p in (out / "results").iterdir()) == before
 

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 from salience_audit import __version__
 from salience_audit.audit import engines
 from salience_audit.audit.config import AuditConfig
@@ -29,6 +31,7 @@ from salience_audit.audit.worker import RunRef, ShardReport
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, class_order
+from salience_audit.profiles import DEFAULT_PROFILE
 from salience_audit.results.fingerprint import FINGERPRINT_KEY, HASH_NAME, PARTS_KEY, compute_params
 from salience_audit.results.store import (
     ResultStore,
@@ -196,7 +199,9 @@ def run_audit(
                 "its lock was released when it stopped, and this audit resumes its work",
                 stacklevel=2,
             )
-        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
+        needs_images = any(r.maps is None for rs in refs.values() for r in rs)
+        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress,
+                                      images=needs_images)
         audit_id = claim_output_folder(out, force=force)
         assert audit_id is not None
         remove_own_temporaries(out)
@@ -233,6 +238,7 @@ def _audit_locked(
         "command": command,
         "engine": engine,
         "method": config.method,
+        "profile": config.profile,
         "measures": list(config.measures),
         "config": config.to_dict(),
         "groups": {g: [r.name for r in rs] for g, rs in refs.items()},
@@ -270,7 +276,7 @@ def _audit_locked(
     }
     pending = [s for s in shards if s.id not in done]
     jobs = [(s, refs[s.group], checked[s.dataset]) for s in pending]
-    bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=not progress)
+    bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=bar_disable(progress))
     bar.update(sum(len(s) for s in shards if s not in pending))
 
     def on_done(report_: ShardReport) -> None:
@@ -362,15 +368,19 @@ def _check_resume_compatible(out: Path, meta: dict[str, Any]) -> None:
     plan_path = out / "plan.json"
     # The structure of the audit; every setting and input content is in the shards' fingerprints
     # (a change there recomputes the affected shards, see audit/resume.py).
-    plan = {k: meta[k] for k in ("groups", "datasets")}
+    # The profile stays here too: an audit's conventions do not change under it (issue 12).
+    plan = {k: meta[k] for k in ("groups", "datasets", "profile")}
     plan["shard_size"] = meta["config"]["shard_size"]
     if plan_path.exists():
         try:
             previous = json.loads(plan_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = None
-        if previous is not None and previous != plan:
-            changed = sorted(k for k in plan if previous.get(k) != plan.get(k))
+        # Only the structure counts (plans of older versions also listed settings, now fingerprinted).
+        if isinstance(previous, dict):  # plans written before profiles existed were default
+            previous.setdefault("profile", DEFAULT_PROFILE)
+        changed = sorted(k for k in plan if previous.get(k) != plan.get(k)) if isinstance(previous, dict) else []
+        if changed:
             raise InputError(
                 f"this folder holds an audit with a different plan (changed: {changed}); "
                 "use a new output folder or delete the old results",
