@@ -21,10 +21,9 @@ from tqdm.auto import tqdm
 from salience_audit.progress import bar_disable
 
 from salience_audit import __version__
-from salience_audit.audit import engines
+from salience_audit.audit import engines, resume
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.outdir import AuditFolderLock, claim_output_folder, remove_own_temporaries
-from salience_audit.audit import resume
 from salience_audit.audit.plan import Shard, plan_shards
 from salience_audit.audit.preflight import preflight
 from salience_audit.audit.worker import RunRef, ShardReport
