@@ -26,6 +26,7 @@ from PIL import Image
 
 from hardening_fixtures import audit, make_run, rgb_image, rows, write_csv
 from salience_audit.cli import main
+from salience_audit.errors import EXIT_BAD_INPUT
 
 N = 6
 SHARD = 2
@@ -180,13 +181,13 @@ def test_report_refuses_a_foreign_shard_naming_it(base, tmp_path, capsys):
     dropped = root / "out" / "results" / "zz-from-elsewhere.parquet"
     shutil.copy(shard, dropped)
     code, err = _report(capsys, root / "out")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"salience-audit: error: {dropped}: this result shard is not part of the audit (audit.json does not list it)" in err
     dropped.unlink()
     target = root / "out" / "results" / shard.name
     shutil.copy(shard, target)  # same name, same rows, but written by the other audit
     code, err = _report(capsys, root / "out")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{target}: this result shard belongs to another audit (audit id " in err
 
 
@@ -196,7 +197,7 @@ def test_report_refuses_a_hand_made_shard_and_warns_on_missing_ones(base, tmp_pa
     victim = sorted(results.glob("g-*.parquet"))[0]
     pd.read_parquet(victim).to_parquet(victim, index=False)  # same rows, no fingerprint
     code, err = _report(capsys, root / "out")
-    assert code == 2 and f"{victim}: this result shard belongs to another audit (audit id none" in err
+    assert code == EXIT_BAD_INPUT and f"{victim}: this result shard belongs to another audit (audit id none" in err
     victim.unlink()
     code, err = _report(capsys, root / "out")
     assert code == 0, err
@@ -238,7 +239,7 @@ def test_a_second_audit_on_the_same_folder_stops_at_once_naming_the_first(base, 
     finally:
         _, first_err = first.communicate(timeout=300)
     assert still_running, "the first audit ended before the second one started; make the dataset larger"
-    assert code == 2 and elapsed < 2.0, (code, elapsed, err)
+    assert code == EXIT_BAD_INPUT and elapsed < 2.0, (code, elapsed, err)
     assert f"salience-audit: error: {out}: another salience-audit is writing to this folder (PID {first.pid} on " in err
     assert first.returncode == 0, first_err
     assert main(["audit", *args, "--out", str(root / "single")]) == 0
