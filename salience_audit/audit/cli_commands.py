@@ -54,7 +54,14 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--method", help="salience method: cam, gradcam (default), gradcampp, layercam, scorecam")
     p.add_argument("--target", choices=["predicted", "label"], help="class explained: predicted (default) or the true label")
-    p.add_argument("--batch-size", type=int, help="images per model pass (default 32)")
+    p.add_argument("--batch-size", help="images per model pass (default 32), or 'auto': the largest that fits on CUDA "
+                   "(measured), 16 on CPU")
+    p.add_argument(
+        "--salience-path",
+        choices=["auto", "forward", "autograd"],
+        help="auto (default): maps from one forward pass where the head is global average pooling + linear "
+        "(checked against autograd on each run's first batch), else autograd; forward / autograd force one",
+    )
     p.add_argument("--shard-size", type=int, help="images per result shard, the unit of resume and distribution (default 1024)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
@@ -129,6 +136,7 @@ def _merged_settings(args: argparse.Namespace) -> dict[str, Any]:
         settings = load_config_file(args.config)
     flag_map = {
         "method": args.method,
+        "salience_path": args.salience_path,
         "target": args.target,
         "batch_size": args.batch_size,
         "shard_size": args.shard_size,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from salience_audit.errors import InputError
+from salience_audit.salience.forward import SALIENCE_PATHS
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
 """Measures an audit can compute; detection (score, correctness) is always computed."""
@@ -23,9 +24,13 @@ class AuditConfig:
 
     Attributes:
         method: salience method (``gradcam`` as in the published measures, ``cam``, ...).
+        salience_path: ``auto`` (forward-only maps where the head is global average pooling +
+            linear, verified against autograd on each run's first batch), ``forward`` (forced)
+            or ``autograd`` (a backward pass per map); see ``salience.forward``.
         measures: which measures to compute (see :data:`MEASURES`).
         target: ``predicted`` (argmax of the logits) or ``label`` (the true class).
-        batch_size: images per model pass.
+        batch_size: images per model pass, or ``"auto"``: on CUDA the largest batch that fits
+            the device memory (measured by trial passes), on CPU :data:`CPU_AUTO_BATCH`.
         shard_size: images per result shard (unit of resume and of distribution).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
         num_workers: DataLoader worker processes.
@@ -41,9 +46,10 @@ class AuditConfig:
     """
 
     method: str = "gradcam"
+    salience_path: str = "auto"
     measures: tuple[str, ...] = DEFAULT_MEASURES
     target: str = "predicted"
-    batch_size: int = 32
+    batch_size: int | str = 32
     shard_size: int = 1024
     device: str = "auto"
     num_workers: int = 0
@@ -67,7 +73,16 @@ class AuditConfig:
             raise InputError(f"target must be 'predicted' or 'label', got {self.target!r}")
         if self.on_bad_image not in ("stop", "skip"):
             raise InputError(f"on_bad_image must be 'stop' or 'skip', got {self.on_bad_image!r}")
-        if self.batch_size < 1 or self.shard_size < 1:
+        if self.salience_path not in SALIENCE_PATHS:
+            raise InputError(f"salience_path must be one of {list(SALIENCE_PATHS)}, got {self.salience_path!r}")
+        if isinstance(self.batch_size, str):
+            if self.batch_size.strip().lower() == "auto":
+                self.batch_size = "auto"
+            elif self.batch_size.strip().isdigit():
+                self.batch_size = int(self.batch_size)
+            else:
+                raise InputError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
+        if (self.batch_size != "auto" and int(self.batch_size) < 1) or self.shard_size < 1:
             raise InputError("batch_size and shard_size must be >= 1")
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise InputError(f"threshold must lie in [0, 1], got {self.threshold}")

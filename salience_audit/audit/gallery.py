@@ -112,7 +112,7 @@ def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, 
             x = torch.stack([load_image(datasets[ds][idx].path, size) for ds, idx, _ in picks]).to(device)
             if images_u8 is None:
                 images_u8 = (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-            extractor = SalienceExtractor(model, config.method)
+            extractor = SalienceExtractor(model, config.method, path=config.salience_path)
             try:
                 maps = extractor(x).maps.detach().cpu().numpy().astype(np.float32)
             finally:

@@ -145,7 +145,7 @@ def run_shard(
     amp = config.amp and device.type == "cuda"
     extractors = []
     for ref, m in zip(runs, models):
-        extractor = SalienceExtractor(m, config.method)
+        extractor = SalienceExtractor(m, config.method, path=config.salience_path)
         extractors.append(RunExtractor(ref.name, _AutocastExtractor(extractor) if amp else extractor))  # type: ignore[arg-type]
     auditor = BatchAuditor(extractors, config, shard.dataset, shard.group, input_size)
 
