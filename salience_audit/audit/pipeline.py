@@ -6,6 +6,7 @@ recomputed, and the final results of a resumed audit equal an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import warnings
@@ -147,6 +148,9 @@ def run_audit(
                 stacklevel=2,
             )
     refs = _run_refs(groups, trust_pickle=trust_pickle)
+    auto_batch = config.batch_size == "auto"
+    if auto_batch:
+        config = _resolve_auto_batch(config, refs)
     store = ResultStore(out)
     store.prepare()
 
@@ -167,6 +171,7 @@ def run_audit(
         },
         "noise_levels": list(config.noise_levels),
         "compare_with": None if compare_with is None else str(compare_with),
+        "batch_size_auto": auto_batch,
     }
     _check_resume_compatible(out, meta)
 
@@ -190,6 +195,20 @@ def run_audit(
         bar.close()
 
     return finalize(out, meta, rejected, report=report, compare_with=compare_with, refs=refs, datasets=checked, config=config)
+
+
+def _resolve_auto_batch(config: AuditConfig, refs: dict[str, list[RunRef]]) -> AuditConfig:
+    """``config`` with ``batch_size="auto"`` replaced by the number (see ``audit.batchsize``)."""
+    from salience_audit.audit.batchsize import CPU_AUTO_BATCH, auto_batch_size
+    from salience_audit.device import resolve_device
+
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        first = next(iter(refs.values()))[0]
+        size = auto_batch_size(first.load(device), config, device)
+    else:
+        size = CPU_AUTO_BATCH
+    return dataclasses.replace(config, batch_size=size)
 
 
 def _run_human_shards(

@@ -54,7 +54,7 @@ from salience_audit.salience.forward import (
 )
 from salience_audit.salience.normalize import minmax_normalize
 
-__all__ = ["FORWARD_TOLERANCE", "METHODS", "SALIENCE_PATHS", "SalienceExtractor", "SalienceOutput"]
+__all__ = ["FORWARD_TOLERANCE", "METHODS", "SALIENCE_PATHS", "SalienceExtractor", "SalienceOutput", "forget_verdicts"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,11 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def forget_verdicts(model: nn.Module) -> None:
+    """Forget whether the forward path was verified for ``model`` (the next call verifies again)."""
+    _VERDICTS.pop(model, None)
 
 
 class SalienceExtractor:

@@ -259,6 +259,9 @@ class ForwardCams:
         lin = self.head.linear
         f = torch.relu(features) if self.head.relu else features
         pooled = f.float().mean(dim=(2, 3))
+        if lin.in_features != pooled.shape[1]:
+            raise NotForwardComputable(f"the classifier takes {lin.in_features} inputs, the CAM layer has "
+                                       f"{pooled.shape[1]} channels: the head is not linear(GAP(A))")
         pred = pooled @ lin.weight.detach().float().t()
         if lin.bias is not None:
             pred = pred + lin.bias.detach().float()
