@@ -206,3 +206,31 @@ def test_unknown_path_is_refused() -> None:
         SalienceExtractor(model, "gradcam", path="fast")
     with pytest.raises(ModelError, match="no forward-only form"):
         SalienceExtractor(model, "scorecam", path="forward")
+
+
+def test_gradient_before_an_inplace_relu() -> None:
+    """The study's DenseNet convention: dY/dA taken before the in-place ReLU, by a tensor hook (autograd oracle)."""
+    from salience_audit.salience.forward import ForwardCams
+    from salience_audit.salience.normalize import minmax_normalize
+
+    for seed in (0, 1):
+        model = _relu_model(inplace=True, seed=seed)
+        x = _images(4, 32, seed)
+        store: dict[str, torch.Tensor] = {}
+
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
+            store["a"] = out
+            out.register_hook(lambda g: store.__setitem__("g", g))  # fires with the gradient before the ReLU
+
+        handle = model.module.bn.register_forward_hook(hook)
+        logits = model(x.clone().requires_grad_(True))
+        handle.remove()
+        target = logits.argmax(1)
+        logits.gather(1, target[:, None]).sum().backward()
+        a, g = store["a"].detach(), store["g"]  # a holds the rectified values (in-place)
+        assert bool((g[a == 0] == 0).all()) and bool((g != 0).any())
+        expected = minmax_normalize(torch.relu((g.mean(dim=(2, 3))[:, :, None, None] * a).sum(1)))
+        cams = ForwardCams(model, model.resolve_layer("bn"), "gradcam", gradient_before_inplace_relu=True)
+        raw, _, t = cams(x, lambda lg: lg.argmax(1))
+        assert torch.equal(t, target)
+        torch.testing.assert_close(minmax_normalize(raw), expected, atol=1e-5, rtol=0)

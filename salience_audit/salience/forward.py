@@ -225,14 +225,21 @@ class ForwardCams:
     normalises every path the same way). The head is checked once (:func:`find_linear_head`)
     and the logits against ``W GAP(f(A)) + b`` on every call; both raise
     :class:`NotForwardComputable`.
+
+    ``gradient_before_inplace_relu=True`` gives the maps of the convention that takes the
+    gradient with respect to the tensor *before* an in-place ReLU that follows the layer (the
+    original study's DenseNet-121 Grad-CAM): the gradient is then masked by ``A > 0`` as for a
+    ReLU module, so Grad-CAM's ``alpha_k = c_k rho_k`` (``rho_k`` the fraction of positive positions).
     """
 
-    def __init__(self, model: AuditModel, layer: nn.Module, method: str) -> None:
+    def __init__(self, model: AuditModel, layer: nn.Module, method: str,
+                 gradient_before_inplace_relu: bool = False) -> None:
         if method not in FORWARD_METHODS:
             raise NotForwardComputable(f"method {method!r} has no forward-only form")
         self.model = model
         self.layer = layer
         self.method = method
+        self.gradient_before_inplace_relu = gradient_before_inplace_relu
         self.head: LinearHead | None = None
 
     def _capture(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -289,7 +296,8 @@ class ForwardCams:
                     raise NotForwardComputable("CAM weights the layer's output; a ReLU before the pooling makes it inexact")
                 raw = raw_class_activation_maps(features, self.head.linear.weight.detach(), t)
             else:
-                g = head_gradient(features, self.head.linear.weight, t, self.head.relu)
+                masked = self.head.relu or self.gradient_before_inplace_relu
+                g = head_gradient(features, self.head.linear.weight, t, masked)
                 raw = maps_from_weights(gradient_weights(self.method, g, features), features)
             raw = torch.nan_to_num(raw.float(), nan=0.0, posinf=0.0, neginf=0.0)
         # Outside inference mode, as ordinary tensors: callers may modify them in place.
