@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.store import RowBuffer
+from salience_audit.results.schema import RowBuffer
 from salience_audit.audit.worker import _AutocastExtractor
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.models.registry import get_spec

@@ -245,13 +245,13 @@ def run_audit_command(args: argparse.Namespace) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
-    from salience_audit.report.html import write_report
-    from salience_audit.report.summary import write_summary
+    from salience_audit.report.render.html import write_report
+    from salience_audit.report.summary.build import write_summary
 
     out = Path(args.audit_dir)
     if not (out / "audit.json").exists():
         raise InputError("not an audit folder (no audit.json inside)", out)
-    from salience_audit.report.accumulate import DEFAULT_CAPACITY
+    from salience_audit.report.summary.accumulate import DEFAULT_CAPACITY
 
     capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
     if capacity < 1:
@@ -260,7 +260,7 @@ def run_report_command(args: argparse.Namespace) -> int:
         write_summary(out, capacity=capacity)
         path = write_report(out, compare_with=args.compare_with, capacity=capacity)
     except OSError as err:  # full disk, permissions
-        from salience_audit.audit.store import StoreWriteError
+        from salience_audit.results.store import StoreWriteError
 
         raise StoreWriteError(f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}") from err
     print(f"report: {path}")

@@ -20,17 +20,17 @@ import pyarrow.parquet as pq
 import torch
 
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.store import ResultStore, atomic_save_npz
 from salience_audit.audit.worker import RunRef, _keep_only_cached, clear_model_cache
-from salience_audit.device import resolve_device
 from salience_audit.data.images import load_image
 from salience_audit.data.sample import Sample
+from salience_audit.device import resolve_device
+from salience_audit.results.store import ResultStore, atomic_save_npz
 from salience_audit.salience.extract import SalienceExtractor
 
 
 RUNS_SHOWN_PER_GROUP = 1
 """Runs per group whose maps the gallery stores: the report's gallery shows the first run of each
-group (``report.gallery.gallery_columns``); raise both together."""
+group (``report.render.gallery.gallery_columns``); raise both together."""
 
 
 def _rejected_keys(out: Path) -> set[tuple[str, int]]:

@@ -24,17 +24,17 @@ from salience_audit.audit import engines
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.plan import plan_shards
 from salience_audit.audit.preflight import preflight
-from salience_audit.audit.store import (
+from salience_audit.audit.worker import RunRef, ShardReport
+from salience_audit.data.sample import Sample
+from salience_audit.errors import InputError
+from salience_audit.models.audit_model import AuditModel
+from salience_audit.results.store import (
     ResultStore,
     StoreWriteError,
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
 )
-from salience_audit.audit.worker import RunRef, ShardReport
-from salience_audit.data.sample import Sample
-from salience_audit.errors import InputError
-from salience_audit.models.audit_model import AuditModel
 
 RunLike = str | Path | AuditModel | RunRef
 
@@ -300,8 +300,8 @@ def finalize(
 
     summary_path = report_path = None
     if report:
-        from salience_audit.report.html import write_report
-        from salience_audit.report.summary import write_summary
+        from salience_audit.report.render.html import write_report
+        from salience_audit.report.summary.build import write_summary
 
         try:
             summary_path = write_summary(out)
@@ -332,7 +332,7 @@ def _input_size(refs: dict[str, list[RunRef]]) -> int | None:
 def _transform_names(refs: dict[str, list[RunRef]], config: AuditConfig) -> list[str]:
     if "transforms" not in config.measures:
         return []
-    from salience_audit.measures.geometry import geometric_variants
+    from salience_audit.perturb.geometry import geometric_variants
 
     size = _input_size(refs) or 224
     return [v.name for v in geometric_variants(size)]

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
-from salience_audit.measures.detection import detection_metrics
 from salience_audit.models.audit_model import AuditModel
+from salience_audit.stats.detection import detection_metrics
 
 __all__ = ["DETECTION_COLUMNS", "SCORE_COLUMNS", "detection_table", "score_samples"]
 
@@ -71,7 +71,7 @@ def detection_table(df: pd.DataFrame, threshold: float = 0.5, by: Sequence[str] 
     """Detection metrics per group of ``by`` columns (default: per dataset).
 
     Columns: the ``by`` columns, ``n, n_real, n_synthetic, accuracy, roc_auc, apcer, bpcer,
-    acer`` (see :func:`salience_audit.measures.detection.detection_metrics`). Rows with an
+    acer`` (see :func:`salience_audit.stats.detection.detection_metrics`). Rows with an
     unknown label (-1) are left out.
     """
     by = list(by)
