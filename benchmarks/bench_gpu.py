@@ -60,6 +60,9 @@ from salience_audit.models.audit_model import AuditModel
 from salience_audit.models.registry import get_spec
 from salience_audit.salience.extract import SalienceExtractor
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_audit import bare_gradcam_passes, faces  # noqa: E402  (the same images and bare passes as bench_audit)
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "gpu.json"
 DOC = HERE.parent / "docs" / "benchmarks.md"
@@ -110,17 +113,6 @@ def calibrated_models(arch: str, n: int, size: int, device: torch.device) -> lis
     return out
 
 
-def faces(n: int, size: int) -> Tensor:
-    """``n`` face images (scikit-image's LFW subset, cycled with flips) ``[n, 3, size, size]``."""
-    from skimage import data
-
-    lfw = torch.from_numpy(np.asarray(data.lfw_subset(), dtype=np.float32))
-    reps = -(-n // len(lfw))
-    stack = torch.cat([lfw if k % 2 == 0 else lfw.flip(-1) for k in range(reps)])[:n]
-    up = torch.nn.functional.interpolate(stack[:, None], size=(size, size), mode="bicubic", align_corners=False)
-    return up.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
-
-
 class Clock:
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -145,21 +137,6 @@ def precision(device: torch.device, amp: bool) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def bare_gradcam(model: AuditModel, x: Tensor, passes: int) -> None:
-    """Bare Grad-CAM passes: forward with a hook on the CAM layer, ``autograd.grad`` of the target logit to it."""
-    layer = model.resolve_layer(model.cam_layer)
-    store: dict[str, Tensor] = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
-    try:
-        for _ in range(passes):
-            with torch.enable_grad():
-                logits = model(x.detach().requires_grad_(True))
-                target = logits.detach().argmax(1, keepdim=True)
-                torch.autograd.grad(logits.gather(1, target).sum(), store["a"])
-    finally:
-        handle.remove()
 
 
 def bare_forward(model: AuditModel, x: Tensor, passes: int) -> None:
@@ -202,18 +179,18 @@ def bench_setting(models: list[AuditModel], x: Tensor, batch: int, amp: bool, ch
             process(aud, x[:2], 0)
         with precision(device, amp):
             for m in runs:
-                bare_gradcam(m, x[:2], 1)
+                bare_gradcam_passes(m, x[:2], 1)
         clocks = {k: Clock() for k in (*paths, "bare", "bare_scoring")}
         peaks = {p: 0 for p in paths}
         for k, start in enumerate(range(0, x.shape[0], batch)):
             xb = x[start : start + batch]
             with clocks["bare"].run(device), precision(device, amp):
                 for m in runs:
-                    bare_gradcam(m, xb, grad_passes(measure))
+                    bare_gradcam_passes(m, xb, grad_passes(measure))
             if measure == "deletion":
                 with clocks["bare_scoring"].run(device), precision(device, amp):
                     for m in runs:
-                        bare_gradcam(m, xb, 1)
+                        bare_gradcam_passes(m, xb, 1)
                         bare_forward(m, torch.cat([xb, xb]), 2 * (DELETION_STEPS + 1))
             for path in paths if k % 2 == 0 else paths[::-1]:
                 if device.type == "cuda":
@@ -343,11 +320,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
+def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``section`` between the ``begin`` / ``end`` markers of docs/benchmarks.md (appended when absent)."""
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     DOC.write_text(text, encoding="utf-8")

@@ -39,8 +39,10 @@ from salience_audit.models.audit_model import AuditModel, load_run
 from salience_audit.salience.extract import SalienceExtractor
 from salience_audit.salience.normalize import to_uint8_levels
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gpu import write_doc  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-DOC = HERE.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- compare_paths:begin -->", "<!-- compare_paths:end -->"
 KEYS = ["dataset", "path", "group", "run", "measure", "variant"]
 
@@ -120,7 +122,6 @@ def resnet_case(root: Path, n_images: int) -> dict[str, Any]:
 
     from salience_audit.data.sample import Sample
 
-    sys.path.insert(0, str(HERE))
     from bench_gpu import calibrated_models, faces
 
     x = faces(n_images, 224)
@@ -177,13 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(cases, command.strip())
     print(section)
     if args.doc:
-        text = DOC.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        DOC.write_text(text, encoding="utf-8")
+        write_doc(section, BEGIN, END)
     return 0
 
 
