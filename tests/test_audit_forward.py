@@ -30,13 +30,25 @@ def test_batch_size_auto_on_cpu_and_gallery_of_shown_runs(tmp_path: Path) -> Non
     assert worker._MODEL_CACHE == {}  # no run stays loaded after the audit
 
 
-def test_batch_size_setting_is_checked() -> None:
-    assert AuditConfig(batch_size="AUTO").batch_size == "auto"
-    assert AuditConfig(batch_size="24").batch_size == 24
-    with pytest.raises(InputError, match="positive integer or 'auto'"):
-        AuditConfig(batch_size="big")
-    with pytest.raises(InputError, match="salience_path"):
+def test_batch_size_and_salience_path_settings_are_checked() -> None:
+    from salience_audit.audit.cli_commands import _int_or_text
+    from salience_audit.audit.settings import settings_from_sources
+
+    assert AuditConfig(batch_size="auto").batch_size == "auto"
+    for bad in ("big", "24", 0):
+        with pytest.raises(InputError, match="batch_size"):
+            AuditConfig(batch_size=bad)
+    with pytest.raises(InputError, match="unknown salience path 'fast'"):
         AuditConfig(salience_path="fast")
+    required = {"groups": {"g": "runs/*"}, "manifests": ["m.csv"]}
+    flags = {"batch_size": _int_or_text("auto"), "salience_path": "forward"}
+    settings = settings_from_sources(config=required, flags=flags)
+    assert settings.audit_config().batch_size == "auto" and settings.audit_config().salience_path == "forward"
+    assert settings_from_sources(config=required, flags={"batch_size": _int_or_text("24")}).batch_size == 24
+    with pytest.raises(InputError, match="--batch-size"):
+        settings_from_sources(config=required, flags={"batch_size": _int_or_text("many")})
+    with pytest.raises(InputError, match="c.yaml: salience_path"):
+        settings_from_sources(config={**required, "salience_path": "both"}, config_path="c.yaml")
 
 
 @pytest.mark.parametrize("limit", [1, 5, 8, 13, 64, 1000, 1024, 5000])
