@@ -45,6 +45,17 @@ DEFAULT_SPLITS: tuple[str, ...] = ("test", "audit")
 COMMAND_LINE_ONLY: frozenset[str] = frozenset({"force", "trust_pickle"})
 """Settings refused in a config file: a reused file must not silently weaken a check."""
 
+def _count_or_auto(value: Any) -> Any:
+    """A whole number >= 1, or the text ``auto`` (strict: ``"24"`` is not a number)."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number >= 1 or 'auto', got {shown(value)}")
+    if value < 1:
+        raise ValueError(f"input should be greater than or equal to 1, got {shown(value)}")
+    return value
+
+
 class ComputeSettings(BaseModel):
     """How the measures are computed: the fields of :class:`AuditConfig`, typed and range-checked.
 
@@ -62,7 +73,7 @@ class ComputeSettings(BaseModel):
         default=DEFAULT_MEASURES, description="measures to compute, or 'all'"
     )
     target: Literal["predicted", "label"] = "predicted"
-    batch_size: Count | Literal["auto"] = Field(
+    batch_size: Annotated[int | str, BeforeValidator(_count_or_auto)] = Field(
         default=32, description="images per model pass, or 'auto' (largest that fits on CUDA; 16 on the CPU)"
     )
     shard_size: Count = 1024
