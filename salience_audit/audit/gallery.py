@@ -115,7 +115,8 @@ def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, 
     loaded: dict[int, torch.Tensor] = {}  # input size -> the picked images, decoded once
     try:
         for group, members in refs.items():
-            shown = list(members[:RUNS_SHOWN_PER_GROUP])
+            # precomputed maps: nothing to re-explain
+            shown = [ref for ref in members if ref.maps is None][:RUNS_SHOWN_PER_GROUP]
             _keep_only_cached(shown, device)
             for ref in shown:
                 model = ref.load(device)
