@@ -251,7 +251,11 @@ def memory_child(arch: str, n_runs: int, n_images: int, path: str, batch: str) -
             p = Path(tmp) / f"img{i:03d}.png"
             Image.fromarray((x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(p)
             samples.append(Sample(path=str(p), label=i % 2, dataset="faces"))
-        models = calibrated_models(arch, n_runs, size, torch.device("cpu"))
+        # Plain random initialisation: a calibration pass here would set the process's peak RSS itself.
+        models = []
+        for k in range(n_runs):
+            torch.manual_seed(k)
+            models.append(AuditModel.from_arch(arch, name=f"{arch}-seed{k}").eval())
         rss_models = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         config = AuditConfig(measures=("entropy", "stability"), device="cpu", salience_path=path,
                              batch_size=batch if batch == "auto" else int(batch), gallery_size=1)

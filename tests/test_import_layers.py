@@ -19,6 +19,7 @@ PACKAGE = Path(salience_audit.__file__).parent
 
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "profiles": 0,
     "atomic": 0,
     "device": 0,
     "folders": 0,

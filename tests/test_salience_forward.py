@@ -234,3 +234,21 @@ def test_gradient_before_an_inplace_relu() -> None:
         raw, _, t = cams(x, lambda lg: lg.argmax(1))
         assert torch.equal(t, target)
         torch.testing.assert_close(minmax_normalize(raw), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["densenet121", "resnet18"])
+def test_study_convention_forward_equals_autograd(arch: str) -> None:
+    """Profile ``study`` (gradient before DenseNet's in-place ReLU; nothing to mask for ResNet's layer4)."""
+    model = _model(arch, 0)
+    x = _images(3, 64, 0)
+    for method in ("gradcam", "gradcampp", "layercam"):
+        ref = SalienceExtractor(model, method, path="autograd", grad_before_inplace=True)(x)
+        extractor = SalienceExtractor(model, method, grad_before_inplace=True)
+        extractor(x)
+        out = extractor(x)
+        assert extractor.path_used == "forward", extractor.forward_verdict
+        assert float((out.maps - ref.maps).abs().max()) <= FORWARD_TOLERANCE, method
+    if arch == "densenet121":  # the convention matters there: the two profiles give different Grad-CAM maps
+        plain = SalienceExtractor(model, "gradcam", path="autograd")(x).maps
+        study = SalienceExtractor(model, "gradcam", path="forward", grad_before_inplace=True)(x).maps
+        assert float((plain - study).abs().max()) > 1e-3

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from salience_audit.audit.config import DEFAULT_MEASURES, MEASURES, load_config_file
 from salience_audit.errors import InputError
+from salience_audit.profiles import PROFILES
 
 if TYPE_CHECKING:
     from salience_audit.audit.settings import AuditSettings
@@ -59,6 +60,12 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"comma-separated measures out of {','.join(MEASURES)}, or 'all' (default: {','.join(DEFAULT_MEASURES)})",
     )
     p.add_argument("--method", help="salience method: cam, gradcam (default), gradcampp, layercam, scorecam")
+    p.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="conventions of the measures: default (corrected definitions) or study (the original study's "
+        "published code, bit for bit where it is deterministic, to compare with the paper; docs/fidelity.md)",
+    )
     p.add_argument("--target", choices=["predicted", "label"], help="class explained: predicted (default) or the true label")
     p.add_argument("--batch-size", type=_int_or_text, help="images per model pass (default 32), or 'auto': the largest that fits on CUDA "
                    "(measured), 16 on CPU")

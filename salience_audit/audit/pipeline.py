@@ -36,6 +36,7 @@ from salience_audit.results.store import (
     atomic_write_json,
     atomic_write_text,
 )
+from salience_audit.profiles import DEFAULT_PROFILE
 
 RunLike = str | Path | AuditModel | RunRef
 
@@ -230,6 +231,7 @@ def _audit_locked(
         "command": command,
         "engine": engine,
         "method": config.method,
+        "profile": config.profile,
         "measures": list(config.measures),
         "config": config.to_dict(),
         "groups": {g: [r.name for r in rs] for g, rs in refs.items()},
@@ -338,11 +340,14 @@ def _check_resume_compatible(out: Path, meta: dict[str, Any]) -> None:
     plan["seed"] = meta["config"]["seed"]
     plan["target"] = meta["config"]["target"]
     plan["threshold"] = meta["config"]["threshold"]
+    plan["profile"] = meta["profile"]
     if plan_path.exists():
         try:
             previous = json.loads(plan_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = None
+        if isinstance(previous, dict):  # plans written before profiles existed were default
+            previous.setdefault("profile", DEFAULT_PROFILE)
         if previous is not None and previous != plan:
             changed = sorted(k for k in plan if previous.get(k) != plan.get(k))
             raise InputError(

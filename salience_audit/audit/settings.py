@@ -98,6 +98,10 @@ class ComputeSettings(BaseModel):
     on_bad_image: Literal["stop", "skip"] = "stop"
     gallery_size: NonNegative = 3
     threshold: Probability = 0.5
+    profile: Literal["default", "study"] = Field(
+        default="default",
+        description="conventions: default (corrected definitions) or study (the original study's code; docs/fidelity.md)",
+    )
 
     @field_validator("measures", mode="after")
     @classmethod

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.conventions import Conventions
 from salience_audit.audit.plan import Shard
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
@@ -227,7 +228,8 @@ def build_extractor(model: AuditModel, config: AuditConfig, device: torch.device
     on CUDA, channels-last model (``config.channels_last``) and float16 autocast (``config.amp``)."""
     if config.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    extractor = SalienceExtractor(model, config.method, path=config.salience_path)
+    extractor = SalienceExtractor(model, config.method, path=config.salience_path,
+                                  grad_before_inplace=Conventions(config.profile).grad_before_inplace)
     if config.amp and device.type == "cuda":
         return _AutocastExtractor(extractor)  # type: ignore[return-value]
     return extractor

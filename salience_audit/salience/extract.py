@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 FORWARD_TOLERANCE = 1e-5
 """Largest difference, after min-max normalisation, between forward-only and autograd maps."""
 
-# Per model object: (method, layer) -> None (forward path verified) or the reason it is not used.
+# Per model object: (method, layer, gradient before in-place activation) -> None (forward path verified) or the reason it is not used.
 _VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str], str | None]] = weakref.WeakKeyDictionary()
 
 METHODS: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "layercam", "scorecam")
@@ -94,6 +94,39 @@ _TORCHCAM: dict[str, type] = {
     "gradcampp": _GradCAMpp,
     "layercam": LayerCAM,
     "scorecam": ScoreCAM,
+}
+
+
+class _GradientBeforeInplace:
+    """Mixin for torchcam's gradient methods: differentiate the target layer's output *before*
+    any in-place operation that follows it, and read the activations *after* it.
+
+    This is what torchcam 0.3 did (a tensor hook on the layer output, which torchvision's
+    DenseNet then passes through ``F.relu(..., inplace=True)``), and so what the original study's
+    DenseNet-121 maps are: with A = ReLU(Z) the post-activation tensor and Z the layer output,
+
+        w_k = mean_ij dY_t / dZ_kij = mean_ij 1[Z_kij > 0] dY_t / dA_kij,   map = ReLU(sum_k w_k A_k).
+
+    Done without an old torchcam: the last forward hook hands the rest of the network a copy of
+    the output, so an in-place activation downstream changes the copy (read as activations)
+    while the gradient is taken with respect to the untouched original. Without an in-place
+    operation after the layer (ResNet's ``layer4``), copy and original hold the same values and
+    the maps equal those of the plain torchcam class.
+    """
+
+    def _hook_g(self, _module: nn.Module, _input: tuple[Tensor, ...], output: Tensor, idx: int = 0) -> Tensor | None:
+        if not self._hooks_enabled:  # type: ignore[attr-defined]
+            return None
+        downstream = output.clone()
+        self._hook_outputs[idx] = output  # type: ignore[attr-defined]
+        self.hook_a[idx] = downstream.detach()  # type: ignore[attr-defined]  # shares storage: sees in-place ops
+        return downstream
+
+
+_TORCHCAM_BEFORE_INPLACE: dict[str, type] = {
+    name: type(f"{cls.__name__}BeforeInplace", (_GradientBeforeInplace, cls), {})
+    for name, cls in _TORCHCAM.items()
+    if name in GRADIENT_METHODS
 }
 
 
@@ -149,6 +182,10 @@ class SalienceExtractor:
         method: one of :data:`METHODS`.
         layer: dotted layer name overriding ``model.cam_layer``.
         scorecam_batch_size: masked images per forward pass for ``scorecam``.
+        grad_before_inplace: gradient methods differentiate the CAM layer's output before an
+            in-place activation that follows it (activations still read after it), as torchcam
+            0.3 and so the original study did (profile ``study``; see ``_GradientBeforeInplace``).
+            False (default): activations and gradients both of the post-activation tensor.
         path: ``auto``, ``forward`` or ``autograd`` (see the module docstring).
 
     Usable as a context manager; no hook outlives a call, so ``close()`` only marks the
@@ -161,6 +198,7 @@ class SalienceExtractor:
         method: str | Callable[..., Any] = "gradcam",
         layer: str | None = None,
         scorecam_batch_size: int = 64,
+        grad_before_inplace: bool = False,
         path: str = "auto",
     ) -> None:
         self.explainer: Callable[..., Any] | None = None
@@ -184,9 +222,10 @@ class SalienceExtractor:
         self.layer_name = layer or model.cam_layer
         self.layer = model.resolve_layer(self.layer_name)
         self.scorecam_batch_size = int(scorecam_batch_size)
+        self.grad_before_inplace = bool(grad_before_inplace)
         self.path = path
         forwardable = self.explainer is None and method in FORWARD_METHODS and path != "autograd"
-        self._forward = ForwardCams(model, self.layer, method) if forwardable else None
+        self._forward = ForwardCams(model, self.layer, method, self.grad_before_inplace) if forwardable else None
         self.path_used: str | None = None
         """``forward`` or ``autograd``: the path of the last call."""
         self._closed = False
@@ -314,10 +353,14 @@ class SalienceExtractor:
         """None while the forward path is usable (or untested), else why it is not used."""
         if self._forward is None:
             return "path 'autograd' requested" if self.path == "autograd" else f"no forward-only form of {self.method!r}"
-        return _VERDICTS.get(self.model, {}).get((self.method, self.layer_name))
+        return _VERDICTS.get(self.model, {}).get(self._verdict_key)
+
+    @property
+    def _verdict_key(self) -> tuple[str, str, bool]:
+        return (self.method, self.layer_name, self.grad_before_inplace)
 
     def _fall_back(self, reason: str) -> None:
-        _VERDICTS.setdefault(self.model, {})[(self.method, self.layer_name)] = reason
+        _VERDICTS.setdefault(self.model, {})[self._verdict_key] = reason
         logger.warning("%s (%s, %s): salience from autograd, not forward-only: %s",
                        self.model.name, self.model.arch, self.method, reason)
 
@@ -325,7 +368,7 @@ class SalienceExtractor:
         """Maps from one forward pass, or None when the autograd path must be used (see module docstring)."""
         assert self._forward is not None
         verdicts = _VERDICTS.setdefault(self.model, {})
-        key = (self.method, self.layer_name)
+        key = self._verdict_key
         if self.path == "auto" and verdicts.get(key) is not None:
             return None
         with _eval_mode(self.model):
@@ -390,7 +433,8 @@ class SalienceExtractor:
         return SalienceOutput(maps=minmax_normalize(maps), logits=logits.detach(), target=t)
 
     def _torchcam(self, x: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput:
-        cls = _TORCHCAM[self.method]
+        classes = _TORCHCAM_BEFORE_INPLACE if self.grad_before_inplace else _TORCHCAM
+        cls = classes.get(self.method, _TORCHCAM[self.method])
         kwargs: dict[str, Any] = {"input_shape": tuple(x.shape[1:])}
         if self.method == "scorecam":
             kwargs["batch_size"] = self.scorecam_batch_size

@@ -228,8 +228,10 @@ class ForwardCams:
 
     ``gradient_before_inplace_relu=True`` gives the maps of the convention that takes the
     gradient with respect to the tensor *before* an in-place ReLU that follows the layer (the
-    original study's DenseNet-121 Grad-CAM): the gradient is then masked by ``A > 0`` as for a
-    ReLU module, so Grad-CAM's ``alpha_k = c_k rho_k`` (``rho_k`` the fraction of positive positions).
+    original study's DenseNet-121 Grad-CAM, profile ``study``): a copy ``Z`` of the layer output is
+    kept, and when the forward pass changed the output in place the gradient is masked by
+    ``Z > 0`` as for a ReLU module, so Grad-CAM's ``alpha_k = c_k rho_k`` (``rho_k`` the fraction of
+    positive positions); without an in-place change (ResNet's ``layer4``) nothing is masked.
     """
 
     def __init__(self, model: AuditModel, layer: nn.Module, method: str,
@@ -242,11 +244,14 @@ class ForwardCams:
         self.gradient_before_inplace_relu = gradient_before_inplace_relu
         self.head: LinearHead | None = None
 
-    def _capture(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _capture(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         captured: list[Tensor] = []
+        before: list[Tensor] = []
 
         def hook(_m: nn.Module, _i: Any, output: Any) -> None:
             captured.append(output)
+            if self.gradient_before_inplace_relu and isinstance(output, Tensor):
+                before.append(output.clone())
 
         handle = self.layer.register_forward_hook(hook)
         try:
@@ -258,7 +263,8 @@ class ForwardCams:
             raise NotForwardComputable(
                 f"the CAM layer's output is not one spatial map [B, K, h, w] (got {shape}, {len(captured)} call(s))"
             )
-        return captured[0], logits
+        changed = before[0] if before and not torch.equal(before[0], captured[0]) else None
+        return captured[0], logits, changed
 
     def check_logits(self, features: Tensor, logits: Tensor) -> None:
         """Raise unless ``logits == W GAP(f(A)) + b`` within :data:`LOGIT_RTOL` (relative to the logits' scale)."""
@@ -288,7 +294,7 @@ class ForwardCams:
         with torch.inference_mode():
             if self.head is None:
                 self.head = find_linear_head(self.model, self.layer, x)
-            features, logits = self._capture(x)
+            features, logits, rewritten = self._capture(x)
             self.check_logits(features, logits)
             t = resolve_target(logits)
             if self.method == "cam":
@@ -296,8 +302,10 @@ class ForwardCams:
                     raise NotForwardComputable("CAM weights the layer's output; a ReLU before the pooling makes it inexact")
                 raw = raw_class_activation_maps(features, self.head.linear.weight.detach(), t)
             else:
-                masked = self.head.relu or self.gradient_before_inplace_relu
-                g = head_gradient(features, self.head.linear.weight, t, masked)
+                if rewritten is not None:  # gradient before the in-place ReLU: masked by Z > 0
+                    g = head_gradient(rewritten, self.head.linear.weight, t, relu=True)
+                else:
+                    g = head_gradient(features, self.head.linear.weight, t, self.head.relu)
                 raw = maps_from_weights(gradient_weights(self.method, g, features), features)
             raw = torch.nan_to_num(raw.float(), nan=0.0, posinf=0.0, neginf=0.0)
         # Outside inference mode, as ordinary tensors: callers may modify them in place.
