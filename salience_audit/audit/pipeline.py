@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 from salience_audit import __version__
 from salience_audit.audit import engines
 from salience_audit.audit.config import AuditConfig
@@ -198,7 +200,9 @@ def run_audit(
                 "its lock was released when it stopped, and this audit resumes its work",
                 stacklevel=2,
             )
-        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
+        needs_images = any(r.maps is None for rs in refs.values() for r in rs)
+        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress,
+                                      images=needs_images)
         claim_output_folder(out, force=force)
         store = ResultStore(out)
         store.prepare()
@@ -251,7 +255,7 @@ def _audit_locked(
     done = set(store.verify_done(s.id for s in shards))
     pending = [s for s in shards if s.id not in done]
     jobs = [(s, refs[s.group], checked[s.dataset]) for s in pending]
-    bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=not progress)
+    bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=bar_disable(progress))
     bar.update(sum(len(s) for s in shards if s not in pending))
 
     def on_done(report_: ShardReport) -> None:

@@ -14,6 +14,11 @@ constant map becoming zeros):
 - ``scorecam``: ``ReLU(sum_k softmax_k(Y_t(M_k x) - Y_t(x)) A_k)`` with ``M_k`` the upsampled,
   min-max normalised ``A_k`` (torchcam ``ScoreCAM``; B*K extra forward passes, chunked).
 
+Any other explainer: ``method`` may also be a callable ``(model, images, target) -> maps [B, h, w]``
+or a ``package.module:function`` / ``file.py:function`` string naming one (Captum and
+pytorch-grad-cam classes are wrapped by their adapters; see :mod:`salience_audit.salience.explainers`);
+its maps are min-max normalised per image like those of the built-in methods; non-finite values are refused.
+
 The extractor puts the model in eval mode during a call and restores every module's mode
 afterwards, registers its hooks only for the duration of a call, and never accumulates
 parameter gradients (gradients are taken with ``torch.autograd.grad`` w.r.t. the CAM layer).

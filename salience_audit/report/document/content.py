@@ -163,6 +163,12 @@ def overview_section(summary: Summary) -> Section:
         blocks.append(Paragraph(f"{n_rejected} image(s) could not be used (unreadable files, or models giving "
                                 "non-finite scores) and were left out; each is listed with its reason in "
                                 "rejected.csv next to this report's folder.", "note"))
+    skipped = (summary.get("audit") or {}).get("skipped_measures") or {}
+    for group, measures in sorted(skipped.items()):
+        blocks.append(Paragraph(f"Group {group!r} holds precomputed maps (no model): {', '.join(measures)} "
+                                f"{'needs' if len(measures) == 1 else 'need'} a model and "
+                                f"{'was' if len(measures) == 1 else 'were'} not computed for it; its entropy, "
+                                "stability and human agreement come from the maps as given.", "note"))
     runs = (summary.get("audit") or {}).get("runs") or {}
     unfinished = sorted(name for name, info in runs.items() if isinstance(info, dict) and info.get("finished") is False)
     if unfinished:

@@ -178,7 +178,7 @@ def _audit_block(audit_meta: Mapping[str, Any], roles: Mapping[str, str], acc: A
         n_rows = acc.n_images(name)
         datasets[name] = {"role": role, "n": meta.get("n", n_rows), "n_in_results": n_rows}
     keep = ("version", "created", "command", "method", "measures", "groups", "runs", "noise_levels",
-            "transform_variants", "input_size", "map_size", "rejected", "compare_with")
+            "transform_variants", "input_size", "map_size", "rejected", "compare_with", "skipped_measures")
     block = {k: audit_meta[k] for k in keep if k in audit_meta}
     block["profile"] = profile_of(audit_meta)
     block["datasets"] = datasets
