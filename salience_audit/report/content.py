@@ -370,7 +370,7 @@ def selection_section(summary: Summary, figs: _Figures) -> Section | None:
     rows_in = sel.get("rows") or []
     if not rows_in:
         return None
-    source = "Validation accuracy" if sel.get("accuracy_source") == "validation" else "Test accuracy"
+    source = "Validation accuracy"
     rows = []
     for r in rows_in:
         rows.append([
@@ -389,7 +389,8 @@ def selection_section(summary: Summary, figs: _Figures) -> Section | None:
               "Stability (higher)", "Equivariance (higher)", "Faithfulness (higher)", "Equally accurate"]
     blocks: list[Block] = [
         Paragraph("Which of several equally accurate models decides in the most desirable way?", "question"),
-        Paragraph("Rule: " + (sel.get("rule") or selection_mod.rule_text(1.0, sel.get("accuracy_source") or "test"))),
+        Paragraph("Rule: " + (sel.get("rule") or selection_mod.rule_text(1.0, sel.get("accuracy_source")))),
+        Paragraph(f"Selected: {sel.get('selected') or MISSING} ({sel.get('reason') or MISSING}).", "note"),
         Paragraph(f"Salience columns are measured on {dataset_label(summary, sel.get('dataset') or '')}. Stability is "
                   "the mean SSIM of the run's maps to those of the other runs of its group; faithfulness is the "
                   "object-mode minus background-mode drop of the true-class probability.", "note"),
@@ -441,7 +442,7 @@ def metadata_section(summary: Summary) -> Section:
     run_rows = []
     for run, meta in runs.items():
         meta = meta if isinstance(meta, Mapping) else {}
-        val = meta.get("val_acc")
+        val = selection_mod.validation_accuracy(meta)
         run_rows.append([Cell(run), Cell(join(meta.get("group"))), Cell(join(meta.get("arch"))),
                          Cell(join(meta.get("seed")), "num"), Cell(fmt_num(val) if is_number(val) else MISSING, "num"),
                          Cell(join(meta.get("path")), "muted")])
