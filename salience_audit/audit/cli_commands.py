@@ -104,6 +104,12 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="per-image values kept per measure x group x dataset (default 50000); beyond, CIs are normal and tests "
         "use a uniform sample of N images",
     )
+    p.add_argument(
+        "--min-runs",
+        type=int,
+        metavar="N",
+        help="runs per group a family verdict (and a check against the original study) needs (default 3)",
+    )
     p.set_defaults(func=run_report_command)
     return p
 
@@ -248,9 +254,12 @@ def run_report_command(args: argparse.Namespace) -> int:
     capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
     if capacity < 1:
         raise InputError("--sample-capacity must be at least 1")
+    min_runs = getattr(args, "min_runs", None)
+    if min_runs is not None and min_runs < 2:
+        raise InputError("--min-runs must be at least 2")
     try:
-        write_summary(out, capacity=capacity)
-        path = write_report(out, compare_with=args.compare_with, capacity=capacity)
+        write_summary(out, capacity=capacity, min_runs=min_runs)
+        path = write_report(out, compare_with=args.compare_with, capacity=capacity, min_runs=min_runs)
     except OSError as err:  # full disk, permissions
         from salience_audit.audit.store import StoreWriteError
 
