@@ -53,6 +53,8 @@ from salience_audit.report.summary import (
 N_BOOT = 200
 MOMENT_PATHS = ("per_run", "stability_matrices", "selection")
 """Summary parts made from running moments: equal to the in-memory numbers up to rounding (~1e-15)."""
+FAMILY_KEYS = ("family", "runs", "verdict", "multiple_comparisons")
+"""Family-level parts (per-run moments merged chunk by chunk): equal up to rounding, 1e-9 relative."""
 
 
 def _assert_same(a, b, path="", rel=0.0):
@@ -60,7 +62,7 @@ def _assert_same(a, b, path="", rel=0.0):
     if isinstance(a, dict):
         assert isinstance(b, dict) and list(a) == list(b), path
         for k in a:
-            _assert_same(a[k], b[k], f"{path}.{k}", rel)
+            _assert_same(a[k], b[k], f"{path}.{k}", max(rel, 1e-9) if k in FAMILY_KEYS else rel)
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
@@ -242,10 +244,13 @@ def test_small_capacity_keeps_moments_exact(big_audit):
         assert hit["mean_diff"] == pytest.approx(stats[("entropy_norm", "", "a", dataset)]["mean"]
                                                  - stats[("entropy_norm", "", "shifted", dataset)]["mean"], rel=1e-12)
         assert hit["mannwhitney_p"] < 1e-3 and hit["welch_p"] < 1e-10 and hit["cliffs_delta"] < -0.3
-        assert hit["verdict"]["separates"] is True
+        assert hit["verdict"]["images"]["separates"] is True  # for these trained runs ...
+        # ... but 3 runs against 3 cannot show a family difference: the exact permutation p is at least 2/20
+        assert hit["runs"]["p"] == pytest.approx(0.1) and hit["runs"]["min_p"] == pytest.approx(0.1)
+        assert hit["verdict"]["separates"] is False
         # ... and none between two groups of the same distribution
         null = cmps[("a", "b", dataset)]
-        assert null["mannwhitney_p"] > 0.01 and null["welch_p"] > 0.01 and null["verdict"]["separates"] is False
+        assert null["mannwhitney_p"] > 0.01 and null["welch_p"] > 0.01 and null["verdict"]["images"]["separates"] is False
     # per run and stability matrices from running moments: exact
     per_run = {(r["measure"], r["run"], r["dataset"]): r for r in summary["per_run"]}
     own = rows[(rows["measure"] == "entropy_norm") & (rows["run"] == "b_s1") & (rows["dataset"] == "d1")]["value"]
