@@ -112,11 +112,11 @@ def verdict(
     if not enough or not is_number(p_adj):
         separates = None
     else:
-        separates = bool(p_adj < ALPHA)
+        separates = bool(p_adj < ALPHA) and relation not in (None, "equal")
     better_group = _better_of(relation, direction, ga, gb) if separates else None
     expected, expected_rel = expected_relation(info, ga, gb, families)
     driven = list(runs.get("driven_by") or [])
-    if expected_rel is None or relation is None:
+    if expected_rel is None or relation is None or not runs:
         study_check = None
     elif not enough:
         study_check = "not enough runs"
@@ -126,7 +126,9 @@ def verdict(
         study_check = "not separated"
     else:
         study_check = "confirmed" if relation == expected_rel else "contradicted"
-    if not enough:
+    if not runs:
+        label = "no run-level statistics for this measure"
+    elif not enough:
         label = not_enough_runs(n_a, n_b)
     elif separates is None:
         label = "no run-level test"

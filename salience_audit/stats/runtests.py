@@ -74,7 +74,7 @@ def permutation_test(
 
     Statistic T = mean(a) - mean(b) (a, b: one value per run, e.g. run means over images).
     Relabellings (see :func:`relabellings`) reassign the pooled runs to groups of the same
-    sizes; p = #{|T*| >= |T| (1 - 1e-12)} / #relabellings, counting the observed one (exact),
+    sizes; p = #{|T*| >= |T| - 1e-12 (max|x| + |T|)} / #relabellings, counting the observed one (exact),
     or (1 + #) / (1 + n_perm) (Monte Carlo). Leading axes of ``a`` and ``b`` are independent
     replicates tested with the same relabellings (vectorised simulations).
 
@@ -90,7 +90,10 @@ def permutation_test(
     rows, exact = relabellings(n_a, n_b, n_perm, seed, exact_limit)
     weights = np.where(rows, 1.0 / n_a, -1.0 / n_b)  # T = weights @ pooled
     observed = pooled @ weights[0]
-    tol = np.abs(observed) * (1.0 - 1e-12)
+    # |T*| >= |T| up to rounding: a difference below 1e-12 of the data's scale counts as a tie (equal run values
+    # give T ~ 1e-17, not a "significant" difference)
+    scale = np.max(np.abs(pooled), axis=-1)
+    tol = np.abs(observed) - 1e-12 * (scale + np.abs(observed))
     count = np.zeros(np.shape(observed), dtype=np.int64)
     chunk = max(1, _CHUNK // max(1, int(np.size(observed))))  # at most _CHUNK statistics at once
     for start in range(0, weights.shape[0], chunk):
