@@ -76,12 +76,12 @@ def forest_plot(summary: Summary) -> FigureOut | None:
             if np.isfinite(low) and np.isfinite(high):
                 ax.errorbar([mean], [offsets[k]], xerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]], fmt="o",
                             color=palette[group], markersize=5, capsize=3, elinewidth=1.6,
-                            label=text(group, 30) if i == 0 else None)
+                            label=text(group, 30))
                 lows.append(low)
                 highs.append(high)
             else:  # no run x image CI (fewer than 2 runs): hollow point
                 ax.plot([mean], [offsets[k]], "o", markerfacecolor="white", markeredgecolor=palette[group],
-                        markersize=5, label=text(group, 30) if i == 0 else None)
+                        markersize=5, label=text(group, 30))
             lows.append(mean)
             highs.append(mean)
         lo, hi = min(lows), max(highs)
@@ -105,7 +105,12 @@ def forest_plot(summary: Summary) -> FigureOut | None:
         words, colour = _verdict_text(f.get("comparisons") or [], len([g for g in groups if g != "human"]))
         verdict_ax.text(0.0, 0.5, text(words), ha="left", va="center", fontsize=8, color=colour,
                         transform=verdict_ax.transAxes)
-    handles, labels = fig.axes[1].get_legend_handles_labels()
+    seen: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    order = [text(g, 30) for g in groups if text(g, 30) in seen]
+    handles, labels = [seen[lab] for lab in order], order
     if handles:
         fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 5), fontsize=9,
                    title="model group: mean of run means, bar = 95% CI over runs and images", title_fontsize=9)

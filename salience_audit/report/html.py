@@ -102,7 +102,7 @@ TEMPLATE = """<!DOCTYPE html>
 {%- endfor %}
 </tbody></table></div>
 {%- elif k == "figureblock" -%}
-<figure><img src="{{ data_uri(block.figure) }}" alt="{{ block.figure.title }}">
+<figure id="fig-{{ block.figure.name }}"><img src="{{ data_uri(block.figure) }}" alt="{{ block.figure.title }}">
 <figcaption>{{ block.figure.caption }}</figcaption></figure>
 {%- elif k == "keyvalues" -%}
 <dl class="kv">{% for key, value in block.items %}<dt>{{ key }}</dt><dd>{{ value }}</dd>{% endfor %}</dl>

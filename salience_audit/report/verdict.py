@@ -137,6 +137,9 @@ def verdict(
         label += f" (adjusted {fmt_p(p_adj)})"
     else:
         label = f"no family difference (adjusted {fmt_p(p_adj)})"
+        floor = runs.get("min_p")
+        if is_number(floor) and floor >= ALPHA:
+            label += f"; with {n_a} and {n_b} runs no p below {floor:.3f} is possible"
     if driven and separates:
         label += f"; driven by one run ({', '.join(driven)})"
     img_p = comparison.get("mannwhitney_p_adjusted")
