@@ -49,9 +49,9 @@ from torch import Tensor
 
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.store import RowBuffer
-from salience_audit.measures import degradation, entropy
+from salience_audit.measures import deletion, entropy
 from salience_audit.models.audit_model import AuditModel
+from salience_audit.results.schema import RowBuffer
 from salience_audit.salience.extract import SalienceExtractor
 from salience_audit.salience.normalize import to_uint8_levels, upscale
 
@@ -293,7 +293,7 @@ def summary_child(out: str) -> dict[str, Any]:
     """Run in a fresh process: ``write_summary`` of a finished audit (how the report reads rows)."""
     import pyarrow.parquet as pq
 
-    from salience_audit.report.summary import write_summary
+    from salience_audit.report.summary.build import write_summary
 
     rss0 = _vmrss_kb()
     rows = sum(pq.read_metadata(p).num_rows for p in Path(out, "results").glob("*.parquet"))
@@ -433,7 +433,7 @@ def bench_quantus(
                 probs = torch.softmax(model(images).float(), dim=1)
                 return probs.gather(1, tb.repeat(images.shape[0] // tb.shape[0], 1)).squeeze(1)
 
-            curves.append(degradation.deletion_insertion_curves(score, xb, mb, steps=flip_steps, baseline="zero"))
+            curves.append(deletion.deletion_insertion_curves(score, xb, mb, steps=flip_steps, baseline="zero"))
         return curves
 
     o_curves, o_pf = timed(ours_deletion)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from salience_audit.measures.degradation import guided_blur
+from salience_audit.perturb.blur import guided_blur
 from salience_audit.salience.normalize import upscale
 
 # The slow reference is the one the tests check against (one per distinct level, scipy).

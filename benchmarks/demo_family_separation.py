@@ -24,9 +24,9 @@ from salience_audit.data import demo as demo_data
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.manifest import read_manifest
 from salience_audit.measures import entropy, stability
-from salience_audit.measures.stats import bootstrap_ci
 from salience_audit.models.audit_model import load_run
 from salience_audit.salience.extract import SalienceExtractor
+from salience_audit.stats.bootstrap import bootstrap_ci
 from salience_audit.training.config import TrainConfig
 from salience_audit.training.trainer import train_run
 

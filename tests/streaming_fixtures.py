@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salience_audit.audit.store import ROW_SCHEMA
+from salience_audit.results.schema import ROW_SCHEMA
 
 NOISE = [f"a={a:g}" for a in (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)]
 TRANSFORMS = ["identity", "flip_lr", "flip_tb", "rot90_cw", "rot90_ccw"] + [
@@ -135,8 +135,8 @@ def hwm():
     for line in open("/proc/self/status"):
         if line.startswith(("VmHWM", "VmRSS")):
             yield line.split()[1]
-from salience_audit.report.summary import write_summary
-import salience_audit.report.html, torch  # everything the summary imports, before the baseline
+from salience_audit.report.summary.build import write_summary
+import salience_audit.report.render.html, torch  # everything the summary imports, before the baseline
 base = list(hwm())
 t = time.perf_counter()
 write_summary(sys.argv[1], n_boot=200)

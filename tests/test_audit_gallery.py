@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from salience_audit.audit.gallery import stability_extremes
-from salience_audit.audit.store import ResultStore, RowBuffer
+from salience_audit.results.schema import RowBuffer
+from salience_audit.results.store import ResultStore
 
 
 def _write(store: ResultStore, shard: str, group: str, start: int, values_per_pair: list[np.ndarray]) -> None:

@@ -24,10 +24,10 @@ from salience_audit.audit import engines  # noqa: E402
 from salience_audit.audit.config import AuditConfig  # noqa: E402
 from salience_audit.audit.pipeline import run_audit  # noqa: E402
 from salience_audit.audit.plan import Shard, plan_shards  # noqa: E402
-from salience_audit.audit.store import ResultStore  # noqa: E402
 from salience_audit.audit.worker import RunRef, ShardReport  # noqa: E402
 from salience_audit.data.manifest import read_manifest  # noqa: E402
 from salience_audit.errors import SalienceAuditError  # noqa: E402
+from salience_audit.results.store import ResultStore  # noqa: E402
 
 KEYS = ["dataset", "group", "run", "measure", "variant", "index"]
 MEASURES = ("entropy", "noise", "transforms", "stability", "degradation")

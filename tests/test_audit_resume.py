@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 from fixtures_audit import AuditSetup, audit_setup  # noqa: F401  (session fixture)
 
-from salience_audit.audit.store import ResultStore
 from salience_audit.cli import main as cli_main
+from salience_audit.results.store import ResultStore
 
 SHARD_SIZE = 4
 MEASURES = "entropy,stability,noise"

@@ -11,13 +11,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from salience_audit.measures.degradation import (
-    blur_levels,
-    deletion_insertion_curves,
-    gaussian_blur,
-    guided_blur,
-    level_to_sigma,
-)
+from salience_audit.measures.deletion import deletion_insertion_curves
+from salience_audit.perturb.blur import blur_levels, gaussian_blur, guided_blur, level_to_sigma
 from salience_audit.salience.normalize import upscale
 
 SIZE = 224

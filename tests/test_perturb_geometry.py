@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from salience_audit.measures.geometry import (
+from salience_audit.perturb.geometry import (
     GeometricVariant,
     equivariance_pair,
     geometric_variants,
@@ -190,7 +190,7 @@ def test_works_on_other_leading_dims_and_keeps_dtype() -> None:
 @pytest.mark.parametrize("size", [5, 64, 224])
 def test_apply_all_equals_each_variant(size: int) -> None:
     """The pad-once shifts of apply_all equal the clamped gather of apply, images and int maps alike."""
-    from salience_audit.measures.geometry import apply_all
+    from salience_audit.perturb.geometry import apply_all
 
     g = torch.Generator().manual_seed(size)
     images = torch.rand(2, 3, size, size, generator=g)

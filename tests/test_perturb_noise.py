@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from salience_audit.measures.noise import NOISE_LEVELS, salt_and_pepper
+from salience_audit.perturb.noise import NOISE_LEVELS, salt_and_pepper
 
 SHAPE = (4, 3, 64, 64)
 

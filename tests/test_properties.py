@@ -19,17 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from salience_audit.measures import (
-    degradation,
-    detection,
-    distribution,
-    entropy,
-    geometry,
-    noise,
-    similarity,
-    stability,
-    stats,
-)
+from salience_audit.measures import curve, deletion, entropy, similarity, stability
+from salience_audit.perturb import blur, geometry, noise
+from salience_audit.stats import bootstrap, compare, detection, distribution, streaming
 
 PROPS = settings(max_examples=30, deadline=None, database=None)
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -252,7 +244,7 @@ def test_geometric_variants(x, input_size):
 @PROPS
 @given(image_batches(max_side=24), st.floats(0, 12))
 def test_gaussian_blur(x, sigma):
-    out = degradation.gaussian_blur(x, sigma)
+    out = blur.gaussian_blur(x, sigma)
     assert out.shape == x.shape and out.dtype == x.dtype and _finite(out)
     tol = 1e-5 if x.dtype == torch.float32 else 1e-10
     assert _in(out, float(x.min()), float(x.max()), tol)  # a weighted average of the pixels
@@ -264,7 +256,7 @@ def test_gaussian_blur(x, sigma):
 @PROPS
 @given(map_batches(min_side=2, max_side=24, max_batch=3))
 def test_blur_levels(maps):
-    levels = degradation.blur_levels(maps)
+    levels = blur.blur_levels(maps)
     assert levels.shape == maps.shape and _finite(levels) and _in(levels, 0.0, 10.0, 0.0)
     tenths = levels * 10
     assert torch.allclose(tenths, tenths.round(), atol=1e-4)
@@ -282,14 +274,14 @@ def test_guided_blur(data):
     if maps is None or maps.shape != (b, h, w):
         maps = torch.rand(b, h, w, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
     for mode in ("background", "object"):
-        out = degradation.guided_blur(x, maps.to(x.dtype), mode=mode)
+        out = blur.guided_blur(x, maps.to(x.dtype), mode=mode)
         assert out.shape == x.shape and out.dtype == x.dtype and _finite(out)
         assert _in(out, -0.02, 1.02, 0.0)  # fitted blend of blurs: within a hair of the image range
     flat = torch.full_like(x, 0.3)
-    torch.testing.assert_close(degradation.guided_blur(flat, maps.to(x.dtype)), flat, atol=1e-5, rtol=0)
+    torch.testing.assert_close(blur.guided_blur(flat, maps.to(x.dtype)), flat, atol=1e-5, rtol=0)
     zero = torch.zeros(b, h, w, dtype=x.dtype)
     # no salience anywhere: "object" mode blurs nothing (sigma 0 everywhere)
-    torch.testing.assert_close(degradation.guided_blur(x, zero, mode="object"), x, atol=1e-6, rtol=0)
+    torch.testing.assert_close(blur.guided_blur(x, zero, mode="object"), x, atol=1e-6, rtol=0)
 
 
 @PROPS
@@ -297,7 +289,7 @@ def test_guided_blur(data):
 def test_deletion_insertion_curves(x, steps, random_order):
     maps = x.mean(dim=1)
     score_fn = lambda images: images.double().mean(dim=(1, 2, 3))  # noqa: E731
-    out = degradation.deletion_insertion_curves(
+    out = deletion.deletion_insertion_curves(
         score_fn, x, maps, steps=steps, random_order=random_order, generator=torch.Generator().manual_seed(0)
     )
     b = x.shape[0]
@@ -349,7 +341,7 @@ values_lists = st.lists(st.floats(-1e3, 1e3), min_size=0, max_size=40)
 def test_bootstrap_ci(values, seed):
     arr = np.asarray(values, dtype=np.float64)
     with_nan = np.concatenate([arr, [np.nan, np.nan]])
-    mean, low, high = stats.bootstrap_ci(with_nan, n_boot=200, seed=seed)
+    mean, low, high = bootstrap.bootstrap_ci(with_nan, n_boot=200, seed=seed)
     if arr.size == 0:
         assert all(math.isnan(v) for v in (mean, low, high))
         return
@@ -357,7 +349,7 @@ def test_bootstrap_ci(values, seed):
     tol = 1e-9 * (1 + np.abs(arr).max())
     assert arr.min() - tol <= low <= high <= arr.max() + tol
     assert mean == pytest.approx(arr.mean())
-    assert stats.bootstrap_ci(arr, n_boot=200, seed=seed) == (mean, low, high)
+    assert bootstrap.bootstrap_ci(arr, n_boot=200, seed=seed) == (mean, low, high)
     if np.ptp(arr) == 0:
         assert low == high == pytest.approx(arr[0])
 
@@ -365,8 +357,8 @@ def test_bootstrap_ci(values, seed):
 @PROPS
 @given(values_lists, values_lists)
 def test_compare_groups(a, b):
-    out = stats.compare_groups(a, b)
-    back = stats.compare_groups(b, a)
+    out = compare.compare_groups(a, b)
+    back = compare.compare_groups(b, a)
     for key in ("mannwhitney_p", "welch_p"):
         assert math.isnan(out[key]) or 0.0 <= out[key] <= 1.0
     d = out["cliffs_delta"]
@@ -384,27 +376,27 @@ def test_compare_groups(a, b):
 def test_area_under_curve(points, rnd):
     """(With repeated x values the curve itself is ambiguous; the measures use distinct noise levels.)"""
     xs, ys = zip(*points)
-    area = stats.area_under_curve(xs, ys)
+    area = curve.area_under_curve(xs, ys)
     assert math.isfinite(area) and area >= 0
     shuffled = list(points)
     rnd.shuffle(shuffled)
     sx, sy = zip(*shuffled)
-    assert stats.area_under_curve(sx, sy) == pytest.approx(area, abs=1e-9)
-    assert stats.area_under_curve(xs, [2.0] * len(xs)) == pytest.approx(2.0 * (max(xs) - min(xs)))
-    assert math.isnan(stats.area_under_curve([], []))
+    assert curve.area_under_curve(sx, sy) == pytest.approx(area, abs=1e-9)
+    assert curve.area_under_curve(xs, [2.0] * len(xs)) == pytest.approx(2.0 * (max(xs) - min(xs)))
+    assert math.isnan(curve.area_under_curve([], []))
 
 
 @PROPS
 @given(values_lists, values_lists, st.integers(1, 10))
 def test_streaming_aggregates_merge(a, b, k):
-    merged = stats.StreamingMoments().update(a).merge(stats.StreamingMoments().update(b))
-    whole = stats.StreamingMoments().update(a + b)
+    merged = streaming.StreamingMoments().update(a).merge(streaming.StreamingMoments().update(b))
+    whole = streaming.StreamingMoments().update(a + b)
     assert merged.count == whole.count == len(a) + len(b)
     if whole.count:
         assert merged.mean == pytest.approx(whole.mean, abs=1e-6)
     if whole.count > 1:
         assert merged.variance == pytest.approx(whole.variance, rel=1e-6, abs=1e-6)
-    res = stats.Reservoir(k, seed=1).update(a).merge(stats.Reservoir(k, seed=2).update(b))
+    res = streaming.Reservoir(k, seed=1).update(a).merge(streaming.Reservoir(k, seed=2).update(b))
     assert len(res) == min(k, len(a) + len(b)) and set(res.values.tolist()) <= set(a) | set(b)
 
 

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salience_audit.report.aggregate import POOLED
 from salience_audit.report.formatting import fmt_ci, fmt_num, fmt_p
-from salience_audit.report.jsonsafe import json_safe
-from salience_audit.report.html import write_report
-from salience_audit.report.summary import load_results, summarize, write_summary
+from salience_audit.report.render.html import write_report
+from salience_audit.report.summary.aggregate import POOLED
+from salience_audit.report.summary.build import load_results, summarize, write_summary
+from salience_audit.results.jsonsafe import json_safe
 
 GUIDED = "<b>g</b>"
 PLAIN = "xent"
@@ -367,8 +367,8 @@ def test_selection_ranks_equally_accurate_runs(audit):
 
 
 def test_undefined_numbers_are_null_and_empty_figures_skipped(tmp_path):
-    from salience_audit.report.figures import all_figures
-    from salience_audit.report.summary import image_table
+    from salience_audit.report.render.figures import all_figures
+    from salience_audit.report.summary.build import image_table
 
     rows = []
     for group in ("a", "b"):
@@ -482,7 +482,7 @@ def test_comparison_section_labels_both_audits(audit):
     html = audit["html"]
     assert "Comparison: audit_a vs audit_b" in html
     assert "audit_a: mean [95% CI]" in html and "audit_b: mean [95% CI]" in html
-    from salience_audit.report.content import build_document
+    from salience_audit.report.document.content import build_document
 
     doc = build_document(audit["summary"], [])
     assert "comparison" not in {s.anchor for s in doc.sections}
@@ -503,7 +503,7 @@ def test_report_renders_in_headless_chromium(audit, tmp_path):
 
 
 def test_write_report_reuses_an_up_to_date_summary(audit):
-    from salience_audit.report.summary import load_fresh_summary
+    from salience_audit.report.summary.build import load_fresh_summary
 
     assert load_fresh_summary(audit["out"], n_boot=300, seed=0) is not None
     assert load_fresh_summary(audit["out"], n_boot=2000) is None  # other settings: recompute

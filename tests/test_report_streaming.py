@@ -25,23 +25,16 @@ import pytest
 from fixtures_audit import audit_setup  # noqa: F401  (session fixture)
 from streaming_fixtures import write_synthetic_audit
 
-from salience_audit.audit.store import ROW_SCHEMA
 from salience_audit.cli import main
-from salience_audit.measures.stats import bootstrap_ci
-from salience_audit.report.accumulate import (
+from salience_audit.report.summary.accumulate import (
     Z95,
     AuditAccumulator,
     IndexRanges,
     ValueSample,
     accumulate_results,
-    chunk_bounds,
-    iter_result_chunks,
-    plan_units,
-    result_files,
 )
-from salience_audit.report.aggregate import POOLED
-from salience_audit.report.inputs import load_audit_meta, load_mean_maps
-from salience_audit.report.summary import (
+from salience_audit.report.summary.aggregate import POOLED
+from salience_audit.report.summary.build import (
     load_fresh_summary,
     load_results,
     summarize,
@@ -49,6 +42,16 @@ from salience_audit.report.summary import (
     summary_from_accumulator,
     write_summary,
 )
+from salience_audit.results.reader import (
+    chunk_bounds,
+    iter_result_chunks,
+    load_audit_meta,
+    load_mean_maps,
+    plan_units,
+    result_files,
+)
+from salience_audit.results.schema import ROW_SCHEMA
+from salience_audit.stats.bootstrap import bootstrap_ci
 
 N_BOOT = 200
 MOMENT_PATHS = ("per_run", "stability_matrices", "selection")

@@ -17,14 +17,14 @@ from salience_audit.data.images import ImageDataset
 from salience_audit.data.manifest import read_manifest, write_manifest
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, load_run
+from salience_audit.models.runs import LAST_CHECKPOINT, LOG_COLUMNS, find_runs
 from salience_audit.salience.cam import CamHook, class_activation_maps
 from salience_audit.salience.normalize import minmax_normalize
 from salience_audit.training import trainer as trainer_module
 from salience_audit.training.cli_commands import add_score_parser, add_train_parser
 from salience_audit.training.config import TrainConfig
-from salience_audit.training.files import LAST_CHECKPOINT, LOG_COLUMNS
 from salience_audit.training.loss import guided_loss, resize_human_maps
-from salience_audit.training.runs import find_runs, train_group
+from salience_audit.training.runs import train_group
 from salience_audit.training.score import detection_table, score_samples
 from salience_audit.training.trainer import train_run, validation_objective
 

@@ -28,9 +28,10 @@ import torch
 from torch import Tensor
 
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.store import RowBuffer
 from salience_audit.errors import ModelError
-from salience_audit.measures import degradation, entropy, geometry, noise, similarity, stability
+from salience_audit.measures import deletion, entropy, similarity, stability
+from salience_audit.perturb import blur, geometry, noise
+from salience_audit.results.schema import RowBuffer
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
 from salience_audit.salience.normalize import to_uint8_levels, upscale
 
@@ -310,7 +311,7 @@ class BatchAuditor:
 
             if "degradation" in self.measures:
                 assert maps_up is not None
-                degraded = [degradation.guided_blur(x, maps_up, mode=m) for m in ("background", "object")]
+                degraded = [blur.guided_blur(x, maps_up, mode=m) for m in ("background", "object")]
                 outs = self._explain_many(run, degraded, target)
                 for mode, out in zip(("background", "object"), outs):
                     add(run.name, "degrade_score_change", mode, self._score(out.logits) - score)
@@ -467,8 +468,8 @@ class BatchAuditor:
             return probs.gather(1, tgt.repeat(images.shape[0] // tgt.shape[0], 1)).squeeze(1)
 
         steps = self.config.deletion_steps
-        ordered = degradation.deletion_insertion_curves(score_fn, x, maps_up, steps=steps)
-        control = degradation.deletion_insertion_curves(
+        ordered = deletion.deletion_insertion_curves(score_fn, x, maps_up, steps=steps)
+        control = deletion.deletion_insertion_curves(
             score_fn, x, maps_up, steps=steps, random_order=True, generator=generator
         )
         add(run.name, "deletion_auc", "", ordered["deletion_auc"])

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import torch
 
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.store import ResultStore, atomic_save_npz
 from salience_audit.audit.worker import RunRef
-from salience_audit.device import resolve_device
 from salience_audit.data.images import load_image
 from salience_audit.data.sample import Sample
+from salience_audit.device import resolve_device
+from salience_audit.results.store import ResultStore, atomic_save_npz
 from salience_audit.salience.extract import SalienceExtractor
 
 

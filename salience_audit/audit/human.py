@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.worker import RunRef
 from salience_audit.audit.plan import Shard
-from salience_audit.audit.store import ResultStore, RowBuffer
+from salience_audit.audit.worker import RunRef
 from salience_audit.data.images import load_map
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.measures import entropy
+from salience_audit.results.schema import RowBuffer
+from salience_audit.results.store import ResultStore
 from salience_audit.salience.normalize import minmax_normalize
 
 HUMAN_GROUP = "human"

@@ -29,12 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.plan import Shard
-from salience_audit.audit.store import ResultStore, RowBuffer
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
 from salience_audit.device import resolve_device
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, load_run
+from salience_audit.results.schema import RowBuffer
+from salience_audit.results.store import ResultStore
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
 
 _MODEL_CACHE: dict[str, AuditModel] = {}

@@ -13,11 +13,11 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "load_results": "salience_audit.report.summary",
-    "summarize": "salience_audit.report.summary",
-    "write_summary": "salience_audit.report.summary",
-    "write_report": "salience_audit.report.html",
-    "selection_table": "salience_audit.report.selection",
+    "load_results": "salience_audit.report.summary.build",
+    "summarize": "salience_audit.report.summary.build",
+    "write_summary": "salience_audit.report.summary.build",
+    "write_report": "salience_audit.report.render.html",
+    "selection_table": "salience_audit.report.summary.selection",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,9 +7,10 @@
 - :func:`score_samples` / :func:`detection_table` - P(Synthetic) per image and detection metrics.
 """
 
+from salience_audit.models.runs import find_runs
 from salience_audit.training.config import LOSSES, TrainConfig
 from salience_audit.training.loss import LossTerms, guided_loss, resize_human_maps
-from salience_audit.training.runs import DEFAULT_NAME_PATTERN, find_runs, group_name, run_name, train_group
+from salience_audit.training.runs import DEFAULT_NAME_PATTERN, group_name, run_name, train_group
 from salience_audit.training.score import detection_table, score_samples
 from salience_audit.training.trainer import RunResult, evaluate, train_run
 

@@ -19,9 +19,9 @@ from salience_audit.data.manifest import read_manifest, read_manifests
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.models.registry import list_architectures
+from salience_audit.models.runs import atomic_write_text, find_runs, read_run_info
 from salience_audit.training.config import LOSSES, TrainConfig
-from salience_audit.training.files import atomic_write_text, read_run_info
-from salience_audit.training.runs import DEFAULT_NAME_PATTERN, find_runs, train_group
+from salience_audit.training.runs import DEFAULT_NAME_PATTERN, train_group
 from salience_audit.training.score import detection_table, score_samples
 
 __all__ = ["add_score_parser", "add_train_parser", "parse_seeds", "run_score", "run_train", "split_train_val"]
@@ -184,9 +184,13 @@ def add_score_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_score(args: argparse.Namespace) -> int:
     """Run the ``score`` sub-command; returns the exit status."""
-    from salience_audit.models.audit_model import load_run
     from salience_audit.device import resolve_device
+    from salience_audit.models.audit_model import load_run
 
+    from salience_audit.schema import check_flags
+    from salience_audit.training.score import ScoreSettings
+
+    check_flags(ScoreSettings, {k: getattr(args, k) for k in ("batch_size", "num_workers", "threshold", "device")})
     run_dirs = find_runs(args.runs)
     samples = read_manifests(args.manifest, root=args.root)
     device = resolve_device(args.device)

@@ -10,18 +10,15 @@ Naming conventions:
 
 from __future__ import annotations
 
-import glob
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.training.config import TrainConfig
-from salience_audit.training.files import RUN_FILE, read_run_info
 from salience_audit.training.trainer import RunResult, train_run
 
-__all__ = ["DEFAULT_NAME_PATTERN", "find_runs", "group_name", "resolve_seeds", "run_name", "train_group"]
+__all__ = ["DEFAULT_NAME_PATTERN", "group_name", "resolve_seeds", "run_name", "train_group"]
 
 DEFAULT_NAME_PATTERN = "{arch}-{loss}-seed{seed}"
 
@@ -88,35 +85,3 @@ def train_group(
                                       force=force, name=name)
         dirs.append(result.run_dir)
     return dirs
-
-
-def _runs_under(path: Path) -> list[Path]:
-    if (path / RUN_FILE).is_file():
-        return [path]
-    if path.is_file() and path.name == RUN_FILE:
-        return [path.parent]
-    if path.is_dir():
-        return [p.parent for p in path.glob(f"*/{RUN_FILE}")]
-    return []
-
-
-def find_runs(pattern: str | Path, finished_only: bool = True) -> list[Path]:
-    """Run folders matching a glob ``pattern``, sorted by path.
-
-    A match may be a run folder (holding ``run.json``), a ``run.json`` file, or a folder
-    whose sub-folders are runs (``runs/`` finds every run in it). Unfinished runs are left
-    out (with a warning) when ``finished_only``. Raises ``InputError`` when nothing matches.
-    """
-    text = str(pattern)
-    matches = [Path(p) for p in glob.glob(text)] if glob.has_magic(text) else [Path(text)]
-    found = sorted({run for m in matches for run in _runs_under(m)})
-    if finished_only:
-        unfinished = [r for r in found if not (read_run_info(r) or {}).get("finished")]
-        if unfinished:
-            warnings.warn(f"skipping {len(unfinished)} unfinished run(s): "
-                          f"{', '.join(str(r) for r in unfinished[:5])}", stacklevel=2)
-        found = [r for r in found if r not in unfinished]
-    if not found:
-        raise InputError(f"no {'finished ' if finished_only else ''}training run matches {text!r} "
-                         f"(a run folder holds {RUN_FILE}; try 'runs/*' or 'runs/densenet121-cyborg-*')")
-    return found

@@ -31,12 +31,10 @@ import salience_audit
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.manifest import manifest_hash
 from salience_audit.data.sample import CLASS_NAMES, Sample
+from salience_audit.device import resolve_device
 from salience_audit.errors import InputError, ModelError
 from salience_audit.models.audit_model import AuditModel
-from salience_audit.device import resolve_device
-from salience_audit.salience.cam import CamHook, class_activation_maps
-from salience_audit.training.config import TrainConfig
-from salience_audit.training.files import (
+from salience_audit.models.runs import (
     LAST_CHECKPOINT,
     MODEL_FILE,
     atomic_torch_save,
@@ -44,6 +42,8 @@ from salience_audit.training.files import (
     write_log,
     write_run_info,
 )
+from salience_audit.salience.cam import CamHook, class_activation_maps
+from salience_audit.training.config import TrainConfig
 from salience_audit.training.loss import guided_loss, resize_human_maps
 from salience_audit.training.seeding import (
     capture_rng_state,
@@ -350,7 +350,7 @@ def train_run(
     force: bool = False,
     name: str | None = None,
 ) -> RunResult:
-    """Train one model and write its run folder (see :mod:`salience_audit.training.files`).
+    """Train one model and write its run folder (see :mod:`salience_audit.models.runs`).
 
     Args:
         config: the recipe (arch, loss, alpha, optimiser, schedule, seed ...).

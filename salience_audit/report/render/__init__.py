@@ -1,0 +1,1 @@
+"""Rendering of a report document: figures (matplotlib), HTML and Markdown files."""

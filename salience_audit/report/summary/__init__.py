@@ -1,0 +1,1 @@
+"""Summary statistics of an audit folder (summary.json): the numbers, no presentation."""

@@ -1,0 +1,292 @@
+"""Read an audit output folder: per-sample rows, ``audit.json``, gallery and mean maps.
+
+Layout (written by the audit pipeline)::
+
+    OUT/results/*.parquet   long-format per-sample rows (see :data:`salience_audit.results.schema.ROW_SCHEMA`)
+    OUT/audit.json          what was audited (groups, runs, datasets, settings)
+    OUT/gallery.npz         optional example images with their maps
+    OUT/mean_maps.npz       optional "<run>::<dataset>" -> mean map
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from salience_audit.errors import InputError
+from salience_audit.results.schema import ROW_COLUMNS, STRING_COLUMNS
+from salience_audit.results.store import ResultStore
+
+
+def _empty_rows() -> pd.DataFrame:
+    data: dict[str, pd.Series] = {c: pd.Series(dtype="object") for c in STRING_COLUMNS}
+    data["index"] = pd.Series(dtype="int64")
+    data["label"] = pd.Series(dtype="int64")
+    data["value"] = pd.Series(dtype="float64")
+    return pd.DataFrame(data)[ROW_COLUMNS]
+
+
+def normalize_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with the expected columns and types (variant "" when missing, label -1 when missing)."""
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns and c not in ("variant", "label", "path")]
+    if missing:
+        raise InputError(f"result rows lack the column(s) {missing}; expected {ROW_COLUMNS}")
+    out = rows.copy()
+    if "variant" not in out.columns:
+        out["variant"] = ""
+    if "path" not in out.columns:
+        out["path"] = ""
+    if "label" not in out.columns:
+        out["label"] = -1
+    for col in STRING_COLUMNS:
+        out[col] = out[col].fillna("").astype(str)
+    out["index"] = pd.to_numeric(out["index"], errors="coerce").fillna(-1).astype("int64")
+    out["label"] = pd.to_numeric(out["label"], errors="coerce").fillna(-1).astype("int64")
+    out["value"] = pd.to_numeric(out["value"], errors="coerce").astype("float64")
+    return out[ROW_COLUMNS].reset_index(drop=True)
+
+
+def load_results(out_dir: str | Path) -> pd.DataFrame:
+    """All per-sample rows of ``OUT/results/*.parquet`` as one DataFrame.
+
+    Hidden / temporary files are ignored; an audit without result files gives an empty
+    frame with the row columns.
+    """
+    files = ResultStore(out_dir).shard_files()
+    if not files:
+        return _empty_rows()
+    tables = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path))
+        except (OSError, pa.ArrowException) as err:
+            raise InputError(f"cannot read result shard: {err}", path) from err
+    table = pa.concat_tables(tables, promote_options="default")
+    return normalize_rows(table.to_pandas())
+
+
+def load_audit_meta(out_dir: str | Path) -> dict[str, Any]:
+    """``OUT/audit.json`` as a dict ({} when absent)."""
+    path = Path(out_dir) / "audit.json"
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read audit metadata: {err}", path) from err
+    if not isinstance(meta, dict):
+        raise InputError("audit metadata must be a JSON object", path)
+    return meta
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray] | None:
+    """All arrays of an ``.npz`` file, or None when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read {path.name}: {err}", path) from err
+
+
+def load_gallery(out_dir: str | Path) -> dict[str, np.ndarray] | None:
+    """``OUT/gallery.npz`` (None when absent)."""
+    return load_npz(Path(out_dir) / "gallery.npz")
+
+
+def load_mean_maps(out_dir: str | Path) -> dict[str, np.ndarray] | None:
+    """``OUT/mean_maps.npz`` as ``{"<run>::<dataset>": map [h, w]}`` (None when absent)."""
+    return load_npz(Path(out_dir) / "mean_maps.npz")
+
+
+# ----------------------------------------------------------------------------- reading in bounded chunks
+
+CHUNK_ROWS = 1 << 19
+"""Rows converted to pandas at once (a chunk grows beyond it only to keep an image whole)."""
+
+_READ_COLUMNS = [c for c in ROW_COLUMNS if c != "path"]
+
+
+def result_files(out_dir: str | Path) -> list[Path]:
+    """The finished result shards ``OUT/results/*.parquet`` (hidden / temporary files left out), sorted."""
+    return ResultStore(out_dir).shard_files()
+
+
+def _read_error(path: Path, err: Exception) -> InputError:
+    return InputError(f"cannot read result shard: {err}", path)
+
+
+def read_shard(path: Path, filters: Any = None, decode: bool = False) -> pa.Table:
+    """One shard's rows without the ``path`` column; string columns dictionary-encoded unless ``decode``."""
+    try:
+        schema = pq.read_schema(path)
+        columns = [c for c in _READ_COLUMNS if c in schema.names]
+        strings = [c for c in columns if c in STRING_COLUMNS]
+        table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=None if decode else strings)
+    except (OSError, pa.ArrowException) as err:
+        raise _read_error(path, err) from err
+    if decode:
+        for i, fld in enumerate(table.schema):
+            if pa.types.is_dictionary(fld.type):
+                table = table.set_column(i, fld.name, table.column(i).cast(fld.type.value_type))
+    return table
+
+
+def _extent(path: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """``{(group, dataset): (first index, last index)}`` of a shard, from the Parquet statistics when they suffice."""
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as err:
+        raise _read_error(path, err) from err
+    if meta.num_rows == 0:
+        return {}
+    names = meta.schema.to_arrow_schema().names
+    if not {"group", "dataset", "index"} <= set(names):
+        return {}
+    cols = {name: names.index(name) for name in ("group", "dataset", "index")}
+    found: dict[str, list[Any]] = {"group": [], "dataset": [], "index": []}
+    for r in range(meta.num_row_groups):
+        group = meta.row_group(r)
+        for name, i in cols.items():
+            st = group.column(i).statistics
+            if st is None or not st.has_min_max or st.null_count:
+                found = {}
+                break
+            found[name] += [st.min, st.max]
+        if not found:
+            break
+    if found and len(set(found["group"])) == 1 and len(set(found["dataset"])) == 1:
+        return {(str(found["group"][0]), str(found["dataset"][0])): (int(min(found["index"])), int(max(found["index"])))}
+    try:
+        frame = pq.read_table(path, columns=["group", "dataset", "index"]).to_pandas()
+    except (OSError, pa.ArrowException) as err:
+        raise _read_error(path, err) from err
+    frame["index"] = pd.to_numeric(frame["index"], errors="coerce").fillna(-1)
+    ext = frame.groupby(["group", "dataset"], observed=True, dropna=False)["index"].agg(["min", "max"])
+    return {(str(g), str(d)): (int(lo), int(hi)) for (g, d), lo, hi in zip(ext.index, ext["min"], ext["max"])}
+
+
+def plan_units(files: Sequence[Path]) -> list[list[Path]]:
+    """Consecutive runs of ``files`` to read together: files sharing images of a group are in one unit.
+
+    Two files overlap when they hold rows of the same (group, dataset) with intersecting
+    index ranges. The audit's own shards never overlap (one file per unit); other layouts
+    (rows of an image split over files) are merged, keeping the file order, so every
+    per-image value is computed from all of the image's rows.
+    """
+    if not files:
+        return []
+    parent = list(range(len(files)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    by_key: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for i, path in enumerate(files):
+        for key, (lo, hi) in _extent(path).items():
+            by_key.setdefault(key, []).append((lo, hi, i))
+    for items in by_key.values():
+        items.sort()
+        reach, owner = None, None
+        for lo, hi, i in items:
+            if reach is not None and lo <= reach:
+                parent[root(i)] = root(owner)
+            if reach is None or hi > reach:
+                reach, owner = hi, i
+    span: dict[int, list[int]] = {}
+    for i in range(len(files)):
+        r = root(i)
+        span.setdefault(r, [i, i])
+        span[r][0], span[r][1] = min(span[r][0], i), max(span[r][1], i)
+    units: list[list[int]] = []
+    for lo, hi in sorted(span.values()):
+        if units and lo <= units[-1][1]:
+            units[-1][1] = max(units[-1][1], hi)
+        else:
+            units.append([lo, hi])
+    return [list(files[lo : hi + 1]) for lo, hi in units]
+
+
+def chunk_bounds(table: pa.Table, chunk_rows: int) -> list[int]:
+    """Row positions ``[0, ..., n]`` cutting ``table`` into chunks of about ``chunk_rows`` rows.
+
+    A cut is only placed where no (group, dataset, image) has rows on both sides, so each
+    chunk holds all rows of the images it touches (the shards are written batch by batch,
+    which leaves a cut after every batch). Without such a cut the table is one chunk.
+    """
+    n = table.num_rows
+    if n <= chunk_rows:
+        return [0, n]
+    frame = table.select(["group", "dataset", "index"]).to_pandas()
+    codes = [pd.factorize(frame[c], use_na_sentinel=False)[0] for c in ("group", "dataset", "index")]
+    ids = pd.DataFrame({"g": codes[0], "d": codes[1], "i": codes[2]}).groupby(["g", "d", "i"], sort=False).ngroup()
+    ids = ids.to_numpy()
+    pos = np.arange(n, dtype=np.int64)
+    first = np.full(int(ids.max()) + 1, n, dtype=np.int64)
+    last = np.full(first.size, -1, dtype=np.int64)
+    np.minimum.at(first, ids, pos)
+    np.maximum.at(last, ids, pos)
+    started = np.cumsum(np.bincount(first, minlength=n + 1))
+    ended = np.cumsum(np.bincount(last + 1, minlength=n + 1))
+    p = np.arange(1, n)
+    cuts = p[started[p - 1] - ended[p] == 0]  # no image with first < p <= last
+    bounds, start = [0], 0
+    while start < n:
+        target = start + chunk_rows
+        if target >= n:
+            stop = n
+        else:
+            j = int(np.searchsorted(cuts, target, side="right"))
+            if j > 0 and cuts[j - 1] > start:
+                stop = int(cuts[j - 1])
+            else:
+                stop = int(cuts[j]) if j < cuts.size else n
+        bounds.append(stop)
+        start = stop
+    return bounds
+
+
+def table_rows(table: pa.Table) -> pd.DataFrame:
+    """Arrow rows as normalised pandas rows (:func:`~salience_audit.results.reader.normalize_rows`)."""
+    frame = table.to_pandas()
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(object)
+    return normalize_rows(frame)
+
+
+def iter_result_chunks(
+    out_dir: str | Path, measures: Sequence[str] | None = None, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Normalised rows of ``OUT/results``, a bounded chunk at a time, every image of a group whole in one chunk.
+
+    Chunks come in file order and, within a file, in row order, so concatenating them gives
+    :func:`~salience_audit.results.reader.load_results` (without the ``path`` column).
+    ``measures`` keeps only those measures' rows (a pyarrow filter).
+    """
+    filters = [("measure", "in", list(measures))] if measures else None
+    for unit in plan_units(result_files(out_dir)):
+        if len(unit) == 1:
+            table = read_shard(unit[0], filters)
+        else:
+            table = pa.concat_tables([read_shard(p, filters, decode=True) for p in unit], promote_options="default")
+        if not {"group", "dataset", "index"} <= set(table.schema.names):
+            yield table_rows(table)  # normalize_rows names the missing columns
+            continue
+        bounds = chunk_bounds(table, chunk_rows)
+        for a, b in itertools.pairwise(bounds):
+            yield table_rows(table.slice(a, b - a))
+        del table
