@@ -373,3 +373,49 @@ def test_report_command_with_a_sample_capacity(big_audit, tmp_path):
     assert summary["method"]["sample_capacity"] == 50 and summary["method"]["approximated"]["stats"]
     html = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert "have more than 50 images" in html and "Salience entropy per image" in html
+
+
+def test_two_runs_per_group_give_no_family_verdict(real_audit):
+    """2 runs per family: the numbers are shown, the verdict says there are not enough runs."""
+    from salience_audit.report.document.content import build_document
+    from salience_audit.report.render.markdown import render_markdown
+
+    summary = real_audit["streamed"]
+    assert summary["families"]["xent"] == "plain" and summary["families"]["cyborg"] == "guided"
+    cmps = [c for c in summary["comparisons"] if c["group_a"] != "human" and c["group_b"] != "human"]
+    assert cmps
+    for cmp in cmps:
+        verdict = cmp["verdict"]
+        if cmp["runs"] is None:
+            continue
+        assert verdict["separates"] is None and verdict["enough_runs"] is False
+        assert verdict["label"] == "not enough runs to compare families (n = 2 and 2)"
+        assert verdict["study_check"] in ("not enough runs", None)
+    ent = next(c for c in cmps if (c["measure"], c["dataset"]) == ("entropy_norm", "faces"))
+    assert ent["verdict"]["study_check"] == "not enough runs" and ent["runs"]["p"] == pytest.approx(2 / 6)
+    fam = next(r for r in summary["stats"] if (r["measure"], r["group"], r["dataset"]) == ("entropy_norm", "xent",
+                                                                                           "faces"))["family"]
+    assert fam["n_runs"] == 2 and fam["mean"] is not None  # numbers still shown
+    text = render_markdown(build_document(summary, []))
+    assert "not enough runs to compare families (n = 2 and 2)" in text
+    assert "Benjamini-Hochberg" in text and "adjusted" in text
+
+
+def test_model_selection_uses_validation_accuracy_with_human_maps(real_audit):
+    """The human reference group has no validation accuracy; selection still uses the runs' best_val_acc."""
+    summary, meta = real_audit["streamed"], real_audit["meta"]
+    assert "human" in summary["groups"]  # human maps were audited as a reference group
+    sel = summary["selection"]
+    assert sel["accuracy_source"] == "validation" and "validation accuracy" in sel["rule"]
+    rows = {r["run"]: r for r in sel["rows"]}
+    assert "human" not in {r["group"] for r in rows.values()}
+    for run, rec in rows.items():  # independent oracle: the runs' own run.json
+        run_json = json.loads((Path(meta["runs"][run]["path"]) / "run.json").read_text(encoding="utf-8"))
+        assert rec["val_accuracy"] == pytest.approx(run_json["best_val_acc"] / (100 if run_json["best_val_acc"] > 1
+                                                                                else 1))
+        assert rec["accuracy"] == rec["val_accuracy"]  # never the test accuracy
+    best = max(r["val_accuracy"] for r in rows.values())
+    for rec in rows.values():
+        assert rec["equally_accurate"] == (rec["val_accuracy"] >= best - 0.01 - 1e-12)
+    assert sel["selected"] in rows and rows[sel["selected"]]["overall_rank"] == 1
+    assert sel["reason"].startswith("validation accuracy within 1 pp")
