@@ -50,7 +50,7 @@ from salience_audit.results.reader import (
     plan_units,
     result_files,
 )
-from salience_audit.results.schema import ROW_SCHEMA
+from salience_audit.results.schema import ROW_SCHEMA, rows_table
 from salience_audit.stats.bootstrap import bootstrap_ci
 
 N_BOOT = 200
@@ -323,7 +323,8 @@ def test_chunks_are_cut_between_images_only():
         n = len(index)
         cols = {"dataset": ["d"] * n, "path": [""] * n, "index": index, "label": [0] * n, "group": ["g"] * n,
                 "run": ["r"] * n, "measure": ["m"] * n, "variant": [""] * n, "value": [0.0] * n}
-        return pa.table(cols, schema=ROW_SCHEMA)
+        return rows_table({k: np.asarray(v, dtype=object if k not in ("index", "label", "value") else None)
+                           for k, v in cols.items()})
 
     # batch-major rows (images 0-1, then 2-3, ...): cuts between batches
     batches = table([0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5])

@@ -261,7 +261,7 @@ class BatchAuditor:
         target = self._target(batch)
         labels_np = _np(batch.labels).astype(np.int64)
 
-        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor) -> None:
+        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor, run_b: str | None = None) -> None:
             vals = _np(values) if isinstance(values, Tensor) else values
             rows.append(dict(
                 dataset=self.dataset,
@@ -273,6 +273,7 @@ class BatchAuditor:
                 measure=measure,
                 variant=variant,
                 values=vals,
+                run_b=run_b,
             ))
 
         # Image variants shared by every run: made once per batch.
@@ -332,7 +333,7 @@ class BatchAuditor:
             ):
                 pairs, values = fn(stacked)
                 for (i, j), vals in zip(pairs, values):
-                    add(f"{names[i]}|{names[j]}", measure, "", vals)
+                    add(names[i], measure, "", vals, run_b=names[j])
         return clean_maps
 
     # -- measure groups -----------------------------------------------------------------

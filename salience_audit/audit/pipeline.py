@@ -28,6 +28,7 @@ from salience_audit.audit.worker import RunRef, ShardReport
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, class_order
+from salience_audit.results.schema import schema_description
 from salience_audit.results.store import (
     ResultStore,
     StoreWriteError,
@@ -227,6 +228,7 @@ def _audit_locked(
         },
         "noise_levels": list(config.noise_levels),
         "compare_with": None if compare_with is None else str(compare_with),
+        "row_schema": schema_description(),
     }
     _check_resume_compatible(out, meta)
 
