@@ -259,22 +259,7 @@ class BatchAuditor:
         cfg = self.config
         x = batch.images
         target = self._target(batch)
-        labels_np = _np(batch.labels).astype(np.int64)
-
-        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor, run_b: str | None = None) -> None:
-            vals = _np(values) if isinstance(values, Tensor) else values
-            rows.append(dict(
-                dataset=self.dataset,
-                paths=batch.paths,
-                indices=batch.indices,
-                labels=labels_np,
-                group=self.group,
-                run=run,
-                measure=measure,
-                variant=variant,
-                values=vals,
-                run_b=run_b,
-            ))
+        add = self._adder(batch, rows)
 
         # Image variants shared by every run: made once per batch.
         noisy_levels = [a for a in cfg.noise_levels if a > 0] if "noise" in self.measures else []
@@ -292,13 +277,7 @@ class BatchAuditor:
             add(run.name, "score", "", score)
             add(run.name, "correct", "", self._correct(clean.logits, batch.labels))
 
-            if "entropy" in self.measures:
-                add(run.name, "entropy", "", entropy.histogram_entropy(maps))
-                add(run.name, "entropy_norm", "", entropy.normalized_histogram_entropy(maps))
-                add(run.name, "spatial_entropy", "", entropy.spatial_entropy(maps))
-
-            if "human" in self.measures and batch.human_maps is not None and batch.has_human_map is not None:
-                self._human_rows(run.name, maps, batch, add)
+            self._map_rows(run.name, maps, batch, add)
 
             maps_up = upscale(maps, self.input_size) if (moved or "degradation" in self.measures or "deletion" in self.measures) else None
 
@@ -323,20 +302,72 @@ class BatchAuditor:
                 assert maps_up is not None
                 self._deletion_rows(run, x, maps_up, clean.target, add, generator)
 
-        if "stability" in self.measures and len(self.runs) >= 2:
-            names = [r.name for r in self.runs]
-            stacked = torch.stack([clean_maps[n] for n in names])
-            for measure, fn in (
-                ("stability_ssim", stability.pairwise_ssim),
-                ("stability_spearman", stability.pairwise_spearman),
-                ("stability_iou", stability.pairwise_topk_iou),
-            ):
-                pairs, values = fn(stacked)
-                for (i, j), vals in zip(pairs, values):
-                    add(names[i], measure, "", vals, run_b=names[j])
+        self._stability_rows(clean_maps, add)
         return clean_maps
 
+    def process_maps(self, batch: BatchInput, maps: dict[str, Tensor], rows: RowBuffer) -> None:
+        """Rows of the measures that need only maps, from precomputed maps ``{run: [B, h, w]}``.
+
+        Entropy, human agreement and cross-run stability, exactly as for maps a model gave;
+        no detection, noise, transform or degradation rows (they need a model).
+        """
+        deferred: list[dict[str, object]] = []
+        add = self._adder(batch, deferred)
+        for name, run_maps in maps.items():
+            self._map_rows(name, run_maps, batch, add)
+        self._stability_rows(maps, add)
+        for kwargs in deferred:
+            rows.add(**kwargs)  # type: ignore[arg-type]
+        for name, run_maps in maps.items():
+            self.aggregates.add_maps(name, run_maps)
+
     # -- measure groups -----------------------------------------------------------------
+
+    def _adder(self, batch: BatchInput, rows: list[dict[str, object]]) -> Callable[..., None]:
+        """``add(run, measure, variant, values, run_b=None)``: one row per image of ``batch`` into ``rows``
+        (a pair of runs: ``run`` and ``run_b``)."""
+        labels_np = _np(batch.labels).astype(np.int64)
+
+        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor, run_b: str | None = None) -> None:
+            vals = _np(values) if isinstance(values, Tensor) else values
+            rows.append(dict(
+                dataset=self.dataset,
+                paths=batch.paths,
+                indices=batch.indices,
+                labels=labels_np,
+                group=self.group,
+                run=run,
+                measure=measure,
+                variant=variant,
+                values=vals,
+                run_b=run_b,
+            ))
+
+        return add
+
+    def _map_rows(self, run: str, maps: Tensor, batch: BatchInput, add: Callable[..., None]) -> None:
+        """Entropy and human-agreement rows of one run's maps."""
+        if "entropy" in self.measures:
+            add(run, "entropy", "", entropy.histogram_entropy(maps))
+            add(run, "entropy_norm", "", entropy.normalized_histogram_entropy(maps))
+            add(run, "spatial_entropy", "", entropy.spatial_entropy(maps))
+        if "human" in self.measures and batch.human_maps is not None and batch.has_human_map is not None:
+            self._human_rows(run, maps, batch, add)
+
+    def _stability_rows(self, maps: dict[str, Tensor], add: Callable[..., None]) -> None:
+        """Pairwise stability rows over the runs (in the group's run order)."""
+        if "stability" not in self.measures or len(self.runs) < 2:
+            return
+        names = [r.name for r in self.runs]
+        stacked = torch.stack([maps[n] for n in names])
+        for measure, fn in (
+            ("stability_ssim", stability.pairwise_ssim),
+            ("stability_spearman", stability.pairwise_spearman),
+            ("stability_iou", stability.pairwise_topk_iou),
+        ):
+            pairs, values = fn(stacked)
+            for (i, j), vals in zip(pairs, values):
+                add(names[i], measure, "", vals, run_b=names[j])
 
     def _human_rows(self, run: str, maps: Tensor, batch: BatchInput, add: Callable[..., None]) -> None:
         assert batch.human_maps is not None and batch.has_human_map is not None

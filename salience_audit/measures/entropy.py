@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from salience_audit.measures.arrays import accepts_numpy
+
 from salience_audit.salience.normalize import to_uint8_levels
 
 #: Number of 8-bit levels of q.
@@ -35,6 +37,7 @@ def _entropy_bits(p: Tensor) -> Tensor:
     return -torch.special.xlogy(p, p).sum(dim=-1) / _LN2
 
 
+@accepts_numpy
 def level_histogram(maps01: Tensor) -> Tensor:
     """Counts ``[B, 256]`` (int64) of the 8-bit levels q = floor(255 S) of each map.
 
@@ -48,6 +51,7 @@ def level_histogram(maps01: Tensor) -> Tensor:
     return counts.view(batch, N_LEVELS)
 
 
+@accepts_numpy
 def histogram_entropy(maps01: Tensor) -> Tensor:
     """Histogram entropy in bits of the 8-bit version of each map.
 
@@ -60,6 +64,7 @@ def histogram_entropy(maps01: Tensor) -> Tensor:
     return _entropy_bits(counts / n_cells)
 
 
+@accepts_numpy
 def normalized_histogram_entropy(maps01: Tensor) -> Tensor:
     """Histogram entropy divided by its maximum: H / log2(min(h*w, 256)), in [0, 1].
 
@@ -74,6 +79,7 @@ def normalized_histogram_entropy(maps01: Tensor) -> Tensor:
     return entropy / math.log2(n_values)
 
 
+@accepts_numpy
 def spatial_entropy(maps01: Tensor) -> Tensor:
     """Normalised spatial entropy of each map: -sum_c P_c log2 P_c / log2(h*w), P = S / sum(S).
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from salience_audit.measures.arrays import accepts_numpy
+
 from salience_audit.measures.similarity import average_ranks, pearson_rows, ssim_uint8, topk_count, topk_mask
 from salience_audit.salience.normalize import to_uint8_levels
 
@@ -43,6 +45,7 @@ def _pairs_and_index(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor, Tenso
     return pairs, first, second
 
 
+@accepts_numpy
 def pairwise_ssim(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     """SSIM between the 8-bit maps of every pair of runs, per image.
 
@@ -57,6 +60,7 @@ def pairwise_ssim(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     return pairs, values.view(n_pairs, batch)
 
 
+@accepts_numpy
 def pairwise_spearman(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     """Spearman rank correlation between the maps of every pair of runs, per image.
 
@@ -72,6 +76,7 @@ def pairwise_spearman(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     return pairs, values.view(len(pairs), batch)
 
 
+@accepts_numpy
 def pairwise_topk_iou(maps: Tensor, fraction: float = 0.1) -> tuple[list[tuple[int, int]], Tensor]:
     """IoU of the top-k cells (k = ceil(fraction * h * w)) of every pair of runs, per image.
 
