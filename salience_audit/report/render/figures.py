@@ -405,9 +405,9 @@ def selection_scatter(summary: Summary) -> FigureOut | None:
     """Accuracy vs entropy and vs stability, one point per run coloured by group."""
     sel = summary.get("selection", {})
     rows = sel.get("rows", [])
-    panels = [(c, lab) for c, lab in (("entropy_norm", "normalised salience entropy (lower = more focused)"),
-                                      ("stability", "mean SSIM to the group's other runs"),
-                                      ("equivariance", "equivariance (SSIM, all transformations)"))
+    panels = [(c, lab) for c, lab in (("entropy_norm", "normalised salience entropy\n(lower = more focused)"),
+                                      ("stability", "mean SSIM to the\ngroup's other runs"),
+                                      ("equivariance", "equivariance\n(SSIM, all transformations)"))
               if sum(r.get(c) is not None and r.get("accuracy") is not None for r in rows) >= 2]
     if not panels:
         return None
