@@ -203,8 +203,8 @@ def family_inputs(acc: Any, in_set: Sequence[str], pairwise_measures: Sequence[s
             continue
         std = _finite(rec.get("std"))
         cell.runs[str(rec["run"])] = (int(rec["n"]), float(rec["mean"]), (std or 0.0) ** 2 * (rec["n"] - 1))
-    for (group, dataset, pair), mean in acc.stability_pair_means(in_set):
-        cell = cells.get(("stability_ssim", "", group, dataset))
+    for (measure, group, dataset, pair), mean in acc.pair_means(in_set).items():
+        cell = cells.get((measure, "", group, dataset))
         run_a, _, run_b = str(pair).partition("|")
         if cell is not None and _finite(mean) is not None:
             cell.pairs[(run_a, run_b)] = float(mean)
