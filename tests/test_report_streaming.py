@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import math
 from pathlib import Path
 
@@ -420,3 +421,18 @@ def test_model_selection_uses_validation_accuracy_with_human_maps(real_audit):
         assert rec["equally_accurate"] == (rec["val_accuracy"] >= best - 0.01 - 1e-12)
     assert sel["selected"] in rows and rows[sel["selected"]]["overall_rank"] == 1
     assert sel["reason"].startswith("validation accuracy within 1 pp")
+
+
+def test_min_runs_is_configurable(real_audit, tmp_path):
+    """``report --min-runs 2`` gives the 2-run audit family verdicts (none can reach p < 0.05 with 2 and 2 runs)."""
+    out = tmp_path / "copy"
+    shutil.copytree(real_audit["out"], out)
+    assert real_audit["meta"]["config"]["min_runs"] == 3  # the audit's setting, in audit.json
+    assert main(["report", str(out), "--min-runs", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["method"]["min_runs"] == 2
+    ent = next(c for c in summary["comparisons"] if (c["measure"], c["dataset"], c["group_a"]) == ("entropy_norm", "faces",
+                                                                                                  "xent"))
+    assert ent["verdict"]["enough_runs"] is True and ent["verdict"]["separates"] is False
+    assert "no p below 0.333 is possible" in ent["verdict"]["label"]
+    assert main(["report", str(out), "--min-runs", "1"]) == 2  # refused with a message

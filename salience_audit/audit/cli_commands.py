@@ -74,6 +74,8 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="decision threshold on the probability of 'Synthetic' for accuracy, APCER, BPCER, ACER (default 0.5)",
     )
     p.add_argument("--gallery-size", type=int, help="example images per dataset in the gallery (default 3)")
+    p.add_argument("--min-runs", type=int,
+                   help="runs per group a verdict about model families needs (default 3); fewer: 'not enough runs'")
     p.add_argument(
         "--on-bad-image",
         choices=["stop", "skip"],

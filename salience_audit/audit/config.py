@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from salience_audit.errors import InputError
+from salience_audit.stats.runtests import MIN_RUNS
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
 """Measures an audit can compute; detection (score, correctness) is always computed."""
@@ -40,6 +41,8 @@ class AuditConfig:
         gallery_size: example images per dataset in the report gallery.
         threshold: decision threshold on the "Synthetic" probability: an image is called
             Synthetic when its score is above it (accuracy, APCER, BPCER, ACER, correctness).
+        min_runs: runs per group a verdict about model families (and a check against the
+            original study) needs; with fewer the report says "not enough runs".
     """
 
     method: str = "gradcam"
@@ -57,6 +60,7 @@ class AuditConfig:
     on_bad_image: str = "stop"
     gallery_size: int = 3
     threshold: float = 0.5
+    min_runs: int = MIN_RUNS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from salience_audit.audit.config import DEFAULT_MEASURES, DEFAULT_NOISE_LEVELS, MEASURES, AuditConfig
+from salience_audit.stats.runtests import MIN_RUNS
 from salience_audit.schema import (
     Count,
     DeviceName,
@@ -82,6 +83,7 @@ class ComputeSettings(BaseModel):
     on_bad_image: Literal["stop", "skip"] = "stop"
     gallery_size: NonNegative = 3
     threshold: Probability = 0.5
+    min_runs: Annotated[StrictInt, Field(ge=2, description="runs per group a family verdict needs")] = MIN_RUNS
 
     @field_validator("measures", mode="after")
     @classmethod

@@ -25,6 +25,9 @@ __all__ = [
     "difference_ci", "driven_by_one_run", "hedges_g", "leave_one_run_out", "permutation_test", "relabellings",
 ]
 
+MIN_RUNS = 3
+"""Runs per group a verdict about model families needs by default (``min_runs`` of the audit settings)."""
+
 EXACT_LIMIT = 200_000
 """Largest number of relabellings enumerated; beyond it a Monte Carlo test is used."""
 

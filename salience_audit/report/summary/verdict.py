@@ -22,10 +22,9 @@ from typing import Any
 from salience_audit.report.formatting import fmt_p, is_number
 from salience_audit.report.summary.families import GUIDED, PLAIN
 from salience_audit.report.summary.measure_info import MeasureInfo
+from salience_audit.stats.runtests import MIN_RUNS
 
 ALPHA = 0.05
-MIN_RUNS = 3
-"""Runs per group below which no family verdict (and no study check) is given."""
 
 
 def rule_text(min_runs: int = MIN_RUNS, n_tests: int | None = None) -> str:
