@@ -27,6 +27,7 @@ from fixtures_audit import audit_setup  # noqa: F401  (session fixture)
 from streaming_fixtures import write_synthetic_audit
 
 from salience_audit.cli import main
+from salience_audit.errors import EXIT_BAD_INPUT
 from salience_audit.report.summary.accumulate import (
     Z95,
     AuditAccumulator,
@@ -435,4 +436,4 @@ def test_min_runs_is_configurable(real_audit, tmp_path):
                                                                                                   "xent"))
     assert ent["verdict"]["enough_runs"] is True and ent["verdict"]["separates"] is False
     assert "no p below 0.333 is possible" in ent["verdict"]["label"]
-    assert main(["report", str(out), "--min-runs", "1"]) == 2  # refused with a message
+    assert main(["report", str(out), "--min-runs", "1"]) == EXIT_BAD_INPUT  # refused with a message

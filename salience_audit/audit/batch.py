@@ -28,12 +28,13 @@ import torch
 from torch import Tensor
 
 from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.conventions import Conventions
 from salience_audit.errors import ModelError
 from salience_audit.measures import deletion, entropy, similarity, stability
-from salience_audit.perturb import blur, geometry, noise
+from salience_audit.perturb import geometry
 from salience_audit.results.schema import RowBuffer
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
-from salience_audit.salience.normalize import to_uint8_levels, upscale
+from salience_audit.salience.normalize import to_uint8_levels
 
 SYNTHETIC = 1
 
@@ -128,6 +129,7 @@ class BatchAuditor:
         self.input_size = input_size
         self.measures = set(config.measures)
         self.variants = geometry.geometric_variants(input_size)
+        self.conventions = Conventions(config.profile)
         self.aggregates = BatchAggregates()
         self.rejected: list[tuple[int, str]] = []
         """``(image index, reason)`` of images left out for non-finite logits (skip mode)."""
@@ -262,8 +264,11 @@ class BatchAuditor:
         add = self._adder(batch, rows)
 
         # Image variants shared by every run: made once per batch.
-        noisy_levels = [a for a in cfg.noise_levels if a > 0] if "noise" in self.measures else []
-        noisy = [noise.salt_and_pepper(x, a, generator=generator) for a in noisy_levels]
+        conv = self.conventions
+        noisy_levels = (
+            [a for a in cfg.noise_levels if a > 0 or conv.noise_at_zero] if "noise" in self.measures else []
+        )
+        noisy = [conv.noisy(x, a, generator) for a in noisy_levels]
         moved_variants = [v for v in self.variants if v.name != "identity"] if "transforms" in self.measures else []
         moved = geometry.apply_all(moved_variants, x)
 
@@ -279,11 +284,11 @@ class BatchAuditor:
 
             self._map_rows(run.name, maps, batch, add)
 
-            maps_up = upscale(maps, self.input_size) if (moved or "degradation" in self.measures or "deletion" in self.measures) else None
+            maps_up = conv.upscale(maps, self.input_size) if (moved or "degradation" in self.measures or "deletion" in self.measures) else None
 
             if noisy_levels:
                 outs = self._explain_many(run, noisy, target)
-                self._noise_rows(run.name, maps, score, clean.logits, outs, batch.labels, add)
+                self._noise_rows(run.name, maps, score, clean.logits, noisy_levels, outs, batch.labels, add)
 
             if moved:
                 outs = self._explain_many(run, moved, target)
@@ -291,7 +296,7 @@ class BatchAuditor:
 
             if "degradation" in self.measures:
                 assert maps_up is not None
-                degraded = [blur.guided_blur(x, maps_up, mode=m) for m in ("background", "object")]
+                degraded = [conv.guided_blur(x, maps_up, m) for m in ("background", "object")]
                 outs = self._explain_many(run, degraded, target)
                 for mode, out in zip(("background", "object"), outs):
                     add(run.name, "degrade_score_change", mode, self._score(out.logits) - score)
@@ -396,12 +401,13 @@ class BatchAuditor:
         maps: Tensor,
         score: Tensor,
         logits: Tensor,
+        noisy_levels: list[float],
         outs: list[SalienceOutput],
         labels: Tensor,
         add: Callable[..., None],
     ) -> None:
+        """Noise rows; ``outs`` are the passes of ``noisy_levels`` (amount 0, when among them, replaces the clean pass)."""
         levels = list(self.config.noise_levels)
-        noisy_levels = [a for a in levels if a > 0]
         by_level: dict[float, tuple[Tensor, Tensor, Tensor]] = {0.0: (maps, score, logits)}
         for a, out in zip(noisy_levels, outs):
             by_level[a] = (out.maps.detach(), self._score(out.logits), out.logits)
@@ -442,7 +448,7 @@ class BatchAuditor:
         # variant only moves pixels, so it commutes with the pointwise quantisation.
         clean_q = to_uint8_levels(maps_up)
         moved_maps = torch.cat([out.maps.detach() for out in outs])
-        moved_q = to_uint8_levels(upscale(moved_maps, self.input_size))
+        moved_q = to_uint8_levels(self.conventions.upscale(moved_maps, self.input_size))
         equivariance, invariance = self._transform_ssims(clean_q, moved_q, variants)
         for k, (variant, out) in enumerate(zip(variants, outs)):
             add(run, "equivariance", variant.name, equivariance[k])

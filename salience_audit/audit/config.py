@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from salience_audit.errors import InputError
+from salience_audit.profiles import DEFAULT_PROFILE
 from salience_audit.stats.runtests import MIN_RUNS
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
@@ -41,6 +42,8 @@ class AuditConfig:
         gallery_size: example images per dataset in the report gallery.
         threshold: decision threshold on the "Synthetic" probability: an image is called
             Synthetic when its score is above it (accuracy, APCER, BPCER, ACER, correctness).
+        profile: ``default`` (corrected definitions) or ``study`` (the original study's
+            conventions, bit for bit where its code is deterministic; docs/fidelity.md).
         min_runs: runs per group a verdict about model families (and a check against the
             original study) needs; with fewer the report says "not enough runs".
     """
@@ -60,6 +63,7 @@ class AuditConfig:
     on_bad_image: str = "stop"
     gallery_size: int = 3
     threshold: float = 0.5
+    profile: str = DEFAULT_PROFILE
     min_runs: int = MIN_RUNS
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -85,7 +89,12 @@ class AuditConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown audit setting(s) {unknown}; known: {sorted(known)}", source)
-        return cls(**data)
+        try:
+            return cls(**data)
+        except InputError as err:  # name the config file the bad value came from
+            if err.path is None and source is not None:
+                raise InputError(err.problem, source) from err
+            raise
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
