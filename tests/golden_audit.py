@@ -171,8 +171,12 @@ def build_inputs(root: Path) -> tuple[dict[str, list[Path]], dict[str, list]]:
     return groups, {"faces": faces, "others": others}
 
 
-def run_golden_audit(root: Path) -> pd.DataFrame:
-    """Build the inputs under ``root``, audit them (every measure), return the sorted rows."""
+def run_golden_audit(root: Path, salience_path: str = "auto") -> pd.DataFrame:
+    """Build the inputs under ``root``, audit them (every measure), return the sorted rows.
+
+    The pinned rows were computed with autograd Grad-CAM; ``salience_path`` ("auto", the
+    default: forward-only after the first-batch check, "forward", "autograd") must not change them.
+    """
     import torch
 
     from salience_audit.audit.config import MEASURES, AuditConfig
@@ -180,7 +184,8 @@ def run_golden_audit(root: Path) -> pd.DataFrame:
 
     groups, datasets = build_inputs(root)
     config = AuditConfig(measures=MEASURES, device="cpu", batch_size=5, shard_size=8, seed=3,
-                         noise_levels=(0.0, 0.05, 0.25, 1.0), deletion_steps=4, gallery_size=1)
+                         noise_levels=(0.0, 0.05, 0.25, 1.0), deletion_steps=4, gallery_size=1,
+                         salience_path=salience_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

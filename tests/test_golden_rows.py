@@ -20,11 +20,14 @@ import pytest
 from golden_audit import GOLDEN_ROWS, SORT_KEYS, run_golden_audit
 
 TOLERANCE = 1e-12
+"""Also for forward-only salience (issue 15): it repeats autograd's float operations on the
+gradient it derives, so the maps are bit-identical and no looser tolerance is needed."""
 
 
-def test_audit_rows_equal_the_pinned_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("salience_path", ["auto", "forward"])
+def test_audit_rows_equal_the_pinned_rows(tmp_path: Path, salience_path: str) -> None:
     expected = pd.read_parquet(GOLDEN_ROWS)
-    actual = run_golden_audit(tmp_path)
+    actual = run_golden_audit(tmp_path, salience_path=salience_path)
 
     assert list(actual.columns) == list(expected.columns)
     keys = SORT_KEYS

@@ -498,7 +498,7 @@ class BatchAuditor:
         model = run.extractor.model
         tgt = target.to(x.device).view(-1, 1)
 
-        @torch.no_grad()
+        @torch.inference_mode()
         def score_fn(images: Tensor) -> Tensor:
             logits = model(images)
             self._flag(run.name, logits)

@@ -66,7 +66,14 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         "published code, bit for bit where it is deterministic, to compare with the paper; docs/fidelity.md)",
     )
     p.add_argument("--target", choices=["predicted", "label"], help="class explained: predicted (default) or the true label")
-    p.add_argument("--batch-size", type=int, help="images per model pass (default 32)")
+    p.add_argument("--batch-size", type=_int_or_text, help="images per model pass (default 32), or 'auto': the largest that fits on CUDA "
+                   "(measured), 16 on CPU")
+    p.add_argument(
+        "--salience-path",
+        choices=["auto", "forward", "autograd"],
+        help="auto (default): maps from one forward pass where the head is global average pooling + linear "
+        "(checked against autograd on each run's first batch), else autograd; forward / autograd force one",
+    )
     p.add_argument("--shard-size", type=int, help="images per result shard, the unit of resume and distribution (default 1024)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA")
@@ -153,6 +160,12 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_log_to_option(p)
     p.set_defaults(func=run_audit_command, reads_own_config=True)
     return p
+
+
+def _int_or_text(value: str) -> int | str:
+    """A flag value that is a whole number becomes an int; anything else (``auto``) stays text for the schema."""
+    text = value.strip()
+    return int(text) if text.lstrip("+-").isdigit() else text
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -27,9 +27,13 @@ class AuditConfig:
 
     Attributes:
         method: salience method (``gradcam`` as in the published measures, ``cam``, ...).
+        salience_path: ``auto`` (forward-only maps where the head is global average pooling +
+            linear, verified against autograd on each run's first batch), ``forward`` (forced)
+            or ``autograd`` (a backward pass per map); see ``salience.forward``.
         measures: which measures to compute (see :data:`MEASURES`).
         target: ``predicted`` (argmax of the logits) or ``label`` (the true class).
-        batch_size: images per model pass.
+        batch_size: images per model pass, or ``"auto"``: on CUDA the largest batch that fits
+            the device memory (measured by trial passes), on CPU :data:`CPU_AUTO_BATCH`.
         shard_size: images per result shard (unit of resume and of distribution).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
         num_workers: DataLoader worker processes.
@@ -49,9 +53,10 @@ class AuditConfig:
     """
 
     method: str = "gradcam"
+    salience_path: str = "auto"
     measures: tuple[str, ...] = DEFAULT_MEASURES
     target: str = "predicted"
-    batch_size: int = 32
+    batch_size: int | str = 32
     shard_size: int = 1024
     device: str = "auto"
     num_workers: int = 0
