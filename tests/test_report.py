@@ -514,3 +514,29 @@ def test_write_report_reuses_an_up_to_date_summary(audit):
         assert load_fresh_summary(audit["out"], n_boot=300, seed=0) is None
     finally:
         os.utime(shard, (summary_mtime - 10, summary_mtime - 10))
+
+
+def test_a_difference_resting_on_one_run_is_flagged():
+    """4 vs 4 runs; one guided run far below the others carries the whole difference."""
+    run_means = {"g_s0": 0.5, "g_s1": 0.9, "g_s2": 0.9, "g_s3": 0.9,
+                 "xent_s0": 0.91, "xent_s1": 0.92, "xent_s2": 0.93, "xent_s3": 0.94}
+    rng = np.random.default_rng(0)
+    image_effect = rng.normal(0, 0.01, 30)
+    rows = pd.DataFrame([
+        dict(dataset="faces", path=f"i{i}.png", index=i, label=i % 2, group=run.split("_")[0], run=run,
+             measure="entropy_norm", variant="", value=mean + image_effect[i])
+        for run, mean in run_means.items() for i in range(30)
+    ])
+    meta = {"groups": {"g": [r for r in run_means if r.startswith("g_")],
+                       "xent": [r for r in run_means if r.startswith("xent")]},
+            "runs": {r: {"group": r.split("_")[0], "loss": "cyborg" if r.startswith("g_") else "xent"}
+                     for r in run_means}}
+    summary = summarize(rows, meta, n_boot=200)
+    cmp = _comparison(summary, "entropy_norm", "", "faces")
+    assert cmp["runs"]["p"] == pytest.approx(2 / 70)  # the guided runs are the 4 lowest: the most extreme split
+    verdict = cmp["verdict"]
+    assert verdict["separates"] is True and verdict["driven_by_one_run"] == ["g_s0"]
+    assert "driven by one run (g_s0)" in verdict["label"]
+    without = next(r for r in cmp["runs"]["leave_one_out"] if r["run"] == "g_s0")
+    assert (cmp["group_a"], cmp["runs"]["diff"]) == ("g", pytest.approx(0.8 - 0.925, abs=1e-9))
+    assert without["diff"] == pytest.approx(0.9 - 0.925, abs=1e-9)  # a fifth of the difference is left
