@@ -26,7 +26,8 @@ import pandas as pd
 GOLDEN_ROWS = Path(__file__).parent / "golden" / "rows.parquet"
 """The pinned rows (``path`` relative to the generated folder, sorted by :data:`SORT_KEYS`)."""
 
-SORT_KEYS = ["dataset", "path", "group", "run", "measure", "variant"]
+SORT_KEYS = ["dataset", "path", "group", "run", "run_a", "run_b", "measure", "variant"]
+"""Row keys; the pinned rows use row layout 2 (``run_a`` / ``run_b``, typed variant columns; null text as "")."""
 IMAGE_SIZE = 64
 N_IN_SET = 12
 N_OUT_OF_SET = 4
@@ -205,6 +206,9 @@ def normalise_rows(rows: pd.DataFrame, root: Path) -> pd.DataFrame:
     for col in rows.columns:
         if isinstance(rows[col].dtype, pd.CategoricalDtype):
             rows[col] = rows[col].astype(str)
+    for col in ("run", "run_a", "run_b", "transform"):
+        if col in rows.columns:
+            rows[col] = rows[col].fillna("").astype(str)
     prefix = str(root) + "/"
     rows["path"] = rows["path"].astype(str).map(lambda p: p[len(prefix):] if p.startswith(prefix) else p)
     return rows.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)

@@ -85,6 +85,8 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="decision threshold on the probability of 'Synthetic' for accuracy, APCER, BPCER, ACER (default 0.5)",
     )
     p.add_argument("--gallery-size", type=int, help="example images per dataset in the gallery (default 3)")
+    p.add_argument("--min-runs", type=int,
+                   help="runs per group a verdict about model families needs (default 3); fewer: 'not enough runs'")
     p.add_argument(
         "--on-bad-image",
         choices=["stop", "skip"],
@@ -185,6 +187,12 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         p, out_help="the audit folder whose summary.json and report/ are (re)written (same as AUDIT_DIR)",
         out_default=None, device=False,
         seed_help="seed of the bootstrap confidence intervals and of the per-image samples (default 0)",
+    )
+    p.add_argument(
+        "--min-runs",
+        type=int,
+        metavar="N",
+        help="runs per group a family verdict (and a check against the original study) needs (default 3)",
     )
     p.set_defaults(func=run_report_command)
     return p
@@ -362,12 +370,16 @@ def run_report_command(args: argparse.Namespace) -> int:
     capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
     if capacity < 1:
         raise InputError("--sample-capacity must be at least 1")
+    min_runs = getattr(args, "min_runs", None)
+    if min_runs is not None and min_runs < 2:
+        raise InputError("--min-runs must be at least 2")
     from salience_audit.audit.outdir import AuditFolderLock
 
     with AuditFolderLock(out, command="salience-audit " + " ".join(shlex.quote(a) for a in sys.argv[1:])):
         try:
-            write_summary(out, capacity=capacity, seed=seed)
-            path = write_report(out, compare_with=args.compare_with, capacity=capacity, seed=seed)
+            write_summary(out, capacity=capacity, seed=seed, min_runs=min_runs)
+            path = write_report(out, compare_with=args.compare_with, capacity=capacity, seed=seed,
+                                min_runs=min_runs)
         except OSError as err:  # full disk, permissions
             from salience_audit.results.store import StoreWriteError
 

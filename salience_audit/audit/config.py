@@ -10,6 +10,7 @@ import yaml
 
 from salience_audit.errors import InputError
 from salience_audit.profiles import DEFAULT_PROFILE
+from salience_audit.stats.runtests import MIN_RUNS
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
 """Measures an audit can compute; detection (score, correctness) is always computed."""
@@ -47,6 +48,8 @@ class AuditConfig:
             Synthetic when its score is above it (accuracy, APCER, BPCER, ACER, correctness).
         profile: ``default`` (corrected definitions) or ``study`` (the original study's
             conventions, bit for bit where its code is deterministic; docs/fidelity.md).
+        min_runs: runs per group a verdict about model families (and a check against the
+            original study) needs; with fewer the report says "not enough runs".
     """
 
     method: str = "gradcam"
@@ -66,6 +69,7 @@ class AuditConfig:
     gallery_size: int = 3
     threshold: float = 0.5
     profile: str = DEFAULT_PROFILE
+    min_runs: int = MIN_RUNS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -33,6 +33,7 @@ from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, class_order
 from salience_audit.profiles import DEFAULT_PROFILE
 from salience_audit.results.fingerprint import FINGERPRINT_KEY, HASH_NAME, PARTS_KEY, compute_params
+from salience_audit.results.schema import schema_description
 from salience_audit.results.store import (
     ResultStore,
     StoreWriteError,
@@ -253,6 +254,7 @@ def _audit_locked(
         "compare_with": None if compare_with is None else str(compare_with),
         "batch_size_auto": bool(config.extra.get("batch_size_auto", False)),
         "skipped_measures": skipped,
+        "row_schema": schema_description(),
     }
     _check_resume_compatible(out, meta)
 

@@ -112,6 +112,7 @@ class ComputeSettings(BaseModel):
         default=_DEFAULT["profile"],
         description="conventions: default (corrected definitions) or study (the original study's code; docs/fidelity.md)",
     )
+    min_runs: Annotated[StrictInt, Field(ge=2, description="runs per group a family verdict needs")] = _DEFAULT["min_runs"]
 
     @field_validator("measures", mode="after")
     @classmethod
