@@ -49,7 +49,9 @@ from torch import Tensor
 
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
-from salience_audit.measures import deletion, entropy
+from salience_audit.measures.deletion import deletion_insertion_curves
+from salience_audit.measures.entropy import spatial_entropy
+from salience_audit.measures.equivariance import Transforms, transform_ssims
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.results.schema import RowBuffer
 from salience_audit.salience.extract import SalienceExtractor
@@ -195,7 +197,7 @@ def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[st
         if measure == "transforms":
             # The SSIM work the definition requires (12 equivariance + 12 invariance SSIMs per image at
             # input resolution, on upscaled 8-bit maps), timed alone on maps of the right shape.
-            variants = [v for v in auditor.variants if v.name != "identity"]
+            variants = Transforms.variants(size)
             gen = torch.Generator().manual_seed(0)
             h, w = extractors[0].extractor(x[:1]).maps.shape[-2:]
             for xb in batches(x, batch_size):
@@ -203,7 +205,7 @@ def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[st
                 small_maps = torch.rand((len(variants) + 1) * b, h, w, generator=gen)
                 with mandated.run():
                     q = to_uint8_levels(upscale(small_maps, size))
-                    BatchAuditor._transform_ssims(q[:b], q[b:], variants)
+                    transform_ssims(q[:b], q[b:], variants)
         row = {
             "arch": arch,
             "input": size,
@@ -396,7 +398,7 @@ def bench_quantus(
     # Complexity: the metric alone, on the same upscaled maps.
     complexity = quantus.Complexity(**quiet)
     q_vals, q_s = timed(lambda: complexity(model=model, x_batch=x_np, y_batch=y_np, a_batch=a1_np.copy(), device="cpu", batch_size=batch_size, channel_first=True))
-    ours_vals, o_s = timed(lambda: entropy.spatial_entropy(maps_up))
+    ours_vals, o_s = timed(lambda: spatial_entropy(maps_up))
     ours_nat = ours_vals.double().numpy() * np.log(size * size)  # ours is normalised by log2(HW); Quantus: nats
     res["complexity_metric_only"] = {
         "ours_s": o_s,
@@ -433,7 +435,7 @@ def bench_quantus(
                 probs = torch.softmax(model(images).float(), dim=1)
                 return probs.gather(1, tb.repeat(images.shape[0] // tb.shape[0], 1)).squeeze(1)
 
-            curves.append(deletion.deletion_insertion_curves(score, xb, mb, steps=flip_steps, baseline="zero"))
+            curves.append(deletion_insertion_curves(score, xb, mb, steps=flip_steps, baseline="zero"))
         return curves
 
     o_curves, o_pf = timed(ours_deletion)

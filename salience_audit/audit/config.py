@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from salience_audit.errors import InputError
+from salience_audit.measures import registry
+from salience_audit.perturb.noise import NOISE_LEVELS
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
-"""Measures an audit can compute; detection (score, correctness) is always computed."""
+"""The built-in measures an audit can compute (detection, score and correctness, is always computed).
+A measure registered with :func:`salience_audit.measures.register` may be named too."""
 
 DEFAULT_MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "human")
 """Deletion / insertion curves cost ~40 extra forward passes per image and are opt-in."""
 
-DEFAULT_NOISE_LEVELS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 1.0)
+DEFAULT_NOISE_LEVELS: tuple[float, ...] = NOISE_LEVELS
 
 
 @dataclass
@@ -60,9 +63,10 @@ class AuditConfig:
     def __post_init__(self) -> None:
         self.measures = tuple(self.measures)
         self.noise_levels = tuple(float(a) for a in self.noise_levels)
-        unknown = [m for m in self.measures if m not in MEASURES]
+        known = [m for m in registry.names() if not registry.get(m).always]
+        unknown = [m for m in self.measures if m not in known]
         if unknown:
-            raise InputError(f"unknown measure(s) {unknown}; known: {list(MEASURES)}")
+            raise InputError(f"unknown measure(s) {unknown}; known: {known}")
         if self.target not in ("predicted", "label"):
             raise InputError(f"target must be 'predicted' or 'label', got {self.target!r}")
         if self.on_bad_image not in ("stop", "skip"):

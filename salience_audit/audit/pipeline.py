@@ -26,6 +26,7 @@ from salience_audit.audit.preflight import preflight
 from salience_audit.audit.worker import RunRef, ShardReport
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
+from salience_audit.measures import registry
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.results.store import (
     ResultStore,
@@ -167,6 +168,7 @@ def run_audit(
         },
         "noise_levels": list(config.noise_levels),
         "compare_with": None if compare_with is None else str(compare_with),
+        **registry.descriptions(config.measures),
     }
     _check_resume_compatible(out, meta)
 

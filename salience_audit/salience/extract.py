@@ -33,6 +33,7 @@ from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
 
 from salience_audit.errors import InputError, ModelError
 from salience_audit.models.audit_model import AuditModel
+from salience_audit.models.scores import synthetic_probability
 from salience_audit.salience.cam import CamHook, class_activation_maps
 from salience_audit.salience.normalize import minmax_normalize
 
@@ -92,11 +93,11 @@ class SalienceOutput:
     @property
     def scores(self) -> Tensor:
         """Probability of class 1 ("Synthetic"): ``softmax(logits)[:, 1]``."""
-        return torch.softmax(self.logits.detach().float(), dim=1)[:, 1]
+        return synthetic_probability(self.logits)
 
 
 @contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
+def eval_mode(module: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode; restore each one's own flag afterwards.
 
     A model already in eval mode throughout (the audit's case) is left untouched: walking
@@ -243,7 +244,7 @@ class SalienceExtractor:
         if create_graph and self.method != "cam":
             raise ModelError(f"create_graph=True is only supported by method 'cam', not {self.method!r}")
         # Gradient methods need autograd even when called under no_grad / inference_mode.
-        with torch.inference_mode(False), _eval_mode(self.model):
+        with torch.inference_mode(False), eval_mode(self.model):
             x = self._prepare(x01)
             if self.method == "cam":
                 return self._cam(x, target, create_graph)

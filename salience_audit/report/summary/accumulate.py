@@ -46,9 +46,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from salience_audit.measures.degradation import DEGRADE_ACCURACY_CHANGE, DEGRADE_FAITHFULNESS, DEGRADE_TRUE_SCORE_DROP
+from salience_audit.measures.entropy import ENTROPY_NORM
+from salience_audit.measures.equivariance import TRANSFORM_MEASURES
+from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.report.summary import aggregate
 from salience_audit.report.summary.aggregate import POOLED
-from salience_audit.report.summary.derived import TRANSFORM_MEASURES, derive_rows
+from salience_audit.report.summary.derived import derive_rows
 from salience_audit.report.summary.detection import image_scores
 from salience_audit.report.summary.families import REFERENCE_GROUPS
 from salience_audit.report.summary.outofset import shift_record
@@ -65,8 +69,9 @@ Z95 = 1.959963984540054
 
 GROUP_KEY = ["measure", "variant", "group", "dataset"]
 RUN_KEY = ["measure", "variant", "group", "run", "dataset"]
-_FAITH = "degrade_faithfulness"
-_DERIVED_SEGMENT = {"degrade_accuracy_change": 2, "degrade_true_score_drop": 3, _FAITH: 4}
+_FAITH = DEGRADE_FAITHFULNESS
+_DERIVED_SEGMENT = {DEGRADE_ACCURACY_CHANGE: 2, DEGRADE_TRUE_SCORE_DROP: 3, _FAITH: 4}
+"""Order of the derived parts (transforms ``all`` is part 1; a user measure's derived rows come last)."""
 
 Key = tuple
 
@@ -550,7 +555,7 @@ class AuditAccumulator:
             for key, count, mean, std in zip(agg.index, agg["count"], agg["mean"], agg["std"]):
                 _chunk_moments(self._rpooled, (part, *key)).add(count, mean, std)
 
-    def _add_stability(self, rows: pd.DataFrame, measure: str = "stability_ssim") -> None:
+    def _add_stability(self, rows: pd.DataFrame, measure: str = STABILITY_SSIM) -> None:
         sel = rows[(rows["measure"] == measure) & rows["run"].str.contains("|", regex=False)]
         if sel.empty:
             return
@@ -814,7 +819,7 @@ class AuditAccumulator:
         return ValueSample.merged(pieces, self.capacity, _key_seed(self.seed, (measure, variant, group, "in-set")))
 
     def entropy_shift(
-        self, in_set: Sequence[str], out_of_set: Sequence[str], groups: Sequence[str], measure: str = "entropy_norm"
+        self, in_set: Sequence[str], out_of_set: Sequence[str], groups: Sequence[str], measure: str = ENTROPY_NORM
     ) -> list[dict[str, Any]]:
         """:func:`~salience_audit.report.summary.outofset.shift_record` of all in-set images vs each out-of-set dataset.
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from salience_audit import __version__
 from salience_audit.atomic import atomic_write_text
+from salience_audit.measures.decision import SCORE
 from salience_audit.report.summary import aggregate, curves, detection, outofset, selection
 from salience_audit.report.summary.accumulate import (
     DEFAULT_CAPACITY,
@@ -40,8 +41,8 @@ from salience_audit.report.summary.accumulate import (
 )
 from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.derived import derive_rows
+from salience_audit.report.summary.describe import described_outputs, info, known, measure_table, remember
 from salience_audit.report.summary.families import group_families
-from salience_audit.report.summary.measure_info import MEASURES, info, measure_table
 from salience_audit.report.summary.verdict import RULE, verdict
 from salience_audit.results.jsonsafe import json_safe
 from salience_audit.results.reader import (
@@ -132,12 +133,12 @@ def _findings(
         return []
     index = _stats_index(stats)
     present = {(r["measure"], r["variant"]) for r in stats if r["dataset"] == dataset}
-    known = [m for m in MEASURES if m != "score"]
-    unknown = sorted({m for m, _ in present} - set(MEASURES))
+    described = [o.name for o in described_outputs() if o.name != SCORE]
+    unknown = sorted({m for m, _ in present} - set(described) - {SCORE})
     out = []
-    for measure in known + unknown:
+    for measure in described + unknown:
         minfo = info(measure)
-        variants = minfo.headline_variants if measure in MEASURES else ("",)
+        variants = minfo.headline_variants if known(measure) else ("",)
         for variant in variants:
             if (measure, variant) not in present:
                 continue
@@ -231,6 +232,7 @@ def summary_from_accumulator(
 ) -> dict[str, Any]:
     """The summary dict (see :func:`summarize`) of rows folded into ``acc``."""
     audit_meta = dict(audit_meta or {})
+    remember(audit_meta)
     roles = dataset_roles(acc.datasets, audit_meta)
     in_set = [d for d, r in roles.items() if r == "in"]
     out_of_set = [d for d, r in roles.items() if r != "in"]

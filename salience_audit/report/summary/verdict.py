@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from salience_audit.measures.base import Output
 from salience_audit.report.formatting import is_number
 from salience_audit.report.summary.families import GUIDED, PLAIN
-from salience_audit.report.summary.measure_info import MeasureInfo
 
 ALPHA = 0.05
 
@@ -50,7 +50,7 @@ def _better(relation: str, direction: str | None) -> bool | None:
 
 
 def expected_relation(
-    info: MeasureInfo, group_a: str, group_b: str, families: Mapping[str, str | None]
+    info: Output, group_a: str, group_b: str, families: Mapping[str, str | None]
 ) -> tuple[str | None, str | None]:
     """(expected text, expected relation of a to b) from the study, when one group is guided and one plain."""
     if info.study is None:
@@ -66,7 +66,7 @@ def expected_relation(
 
 
 def verdict(
-    info: MeasureInfo,
+    info: Output,
     variant: str,
     comparison: Mapping[str, Any],
     stats_a: Mapping[str, Any],
