@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from typing import Any, TextIO
@@ -40,9 +41,22 @@ def _show_warning(
     print(f"salience-audit: warning: {message}", file=file or sys.stderr)
 
 
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (handled like Ctrl-C)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    try:  # SIGTERM (kill, a batch scheduler's time limit) stops as cleanly as Ctrl-C
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -53,6 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("salience-audit: interrupted; finished shards are kept, run the same command to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print(
+            "salience-audit: terminated (SIGTERM); finished shards are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def test_five_percent_corrupted_files_are_skipped_and_the_rest_is_unchanged(tmp_
     code, stdout, err = audit(capsys, *common, "--manifest", f"faces={full}", "--out", str(out_skip),
                               "--on-bad-image", "skip")
     assert code == 0, err
-    assert f"rejected: 2 image(s), listed in {out_skip / 'rejected.csv'}" in stdout
+    assert f"rejected: 2 images, listed in {out_skip / 'rejected.csv'}" in stdout
 
     rej = rejected(out_skip)
     assert rej[["path", "line"]].values.tolist() == [[listed[k]["path"], k + 2] for k in sorted(CORRUPT)]

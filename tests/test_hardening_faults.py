@@ -51,7 +51,7 @@ def test_output_folder_under_a_regular_file(tmp_path, capsys, setup):
     blocker.write_text("I am a file")
     code, _, err = audit(capsys, *_args(setup, blocker / "out"))
     assert code == 2
-    assert f"salience-audit: error: {blocker / 'out' / 'results'}: output folder is not writable: Not a directory" in err
+    assert f"salience-audit: error: {blocker / 'out'}: cannot create the output folder: Not a directory" in err
 
 
 def test_disk_full_while_writing_a_shard_then_resume(tmp_path, capsys, monkeypatch, setup):

@@ -93,8 +93,12 @@ def test_32_bit_integer_and_float_modes() -> None:
     as_int = Image.fromarray(np.array([[0, 32768], [65535, 70000]], dtype=np.int32))
     assert as_int.mode == "I"
     np.testing.assert_allclose(decode_image(as_int)[..., 0], [[0, 32768 / 65535], [1, 1]], rtol=1e-6)
-    as_float = Image.fromarray(np.array([[-0.5, 0.25], [0.75, 2.0]], dtype=np.float32))
+    as_float = Image.fromarray(np.array([[0.0, 0.25], [0.75, 1.0]], dtype=np.float32))
     np.testing.assert_allclose(decode_image(as_float)[..., 1], [[0, 0.25], [0.75, 1]])
+    # Float pixels outside [0, 1] are refused, not clipped (clipping would audit another image).
+    outside = Image.fromarray(np.array([[-0.5, 0.25], [0.75, 2.0]], dtype=np.float32))
+    with pytest.raises(InputError, match=r"values in \[-0.5, 2\], outside \[0, 1\]"):
+        decode_image(outside)
 
 
 def test_bilevel(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "atomic": 0,
     "device": 0,
+    "folders": 0,
+    "schema": 0,
     "data": 1,
     "models": 2,
     "salience": 3,

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from salience_audit.audit.config import DEFAULT_MEASURES, MEASURES, AuditConfig, load_config_file
+from typing import TYPE_CHECKING
+
+from salience_audit.audit.config import DEFAULT_MEASURES, MEASURES, load_config_file
 from salience_audit.errors import InputError
+
+if TYPE_CHECKING:
+    from salience_audit.audit.settings import AuditSettings
 
 
 def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -80,6 +87,25 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         "can run arbitrary code from the file, so use it only for files you trust (command line only, "
         "never read from --config)",
     )
+    p.add_argument(
+        "--splits",
+        help="comma-separated manifest splits to audit out of test,audit,train (default: test,audit; "
+        "train rows are left out with a note)",
+    )
+    p.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        default=None,
+        help="audit runs whose training did not finish (run.json 'finished' false); they are marked in "
+        "audit.json and the report",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="write into an existing non-empty folder that is not an audit folder (files already there are "
+        "never overwritten or deleted; command line only)",
+    )
     p.add_argument("--engine", choices=["local", "ray"], help="local (default) or ray (distributed)")
     p.add_argument("--address", help="address of an existing Ray cluster (with --engine ray), e.g. auto or ray://head:10001")
     p.add_argument("--compare-with", metavar="AUDIT_DIR", help="another audit folder to compare with in the report")
@@ -123,89 +149,90 @@ def expand_group(name: str, pattern: str) -> list[str]:
     return matches
 
 
-def _merged_settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
-    if args.config:
-        settings = load_config_file(args.config)
-    flag_map = {
-        "method": args.method,
-        "target": args.target,
-        "batch_size": args.batch_size,
-        "shard_size": args.shard_size,
-        "device": args.device,
-        "num_workers": args.num_workers,
-        "amp": args.amp,
-        "channels_last": args.channels_last,
-        "seed": args.seed,
-        "deletion_steps": args.deletion_steps,
-        "gallery_size": args.gallery_size,
-        "threshold": args.threshold,
-        "on_bad_image": args.on_bad_image,
-        "engine": args.engine,
-        "address": args.address,
-        "root": args.root,
-        "human_maps": args.human_maps,
-        "out": args.out,
-        "compare_with": args.compare_with,
-    }
-    for key, value in flag_map.items():
-        if value is not None:
-            settings[key] = value
-    if args.measures:
-        settings["measures"] = args.measures
-    if args.group:
-        groups = {}
-        for item in args.group:
-            if "=" not in item:
-                raise InputError(f"--group expects NAME=PATTERN, got {item!r}")
-            name, pattern = item.split("=", 1)
-            groups[name] = pattern
-        settings["groups"] = groups
-    if args.manifest:
-        settings["manifests"] = list(args.manifest)
-    if args.ood_manifest:
-        settings["ood_manifests"] = list(args.ood_manifest)
-    return settings
+def _group_patterns(items: list[str]) -> dict[str, str]:
+    """``--group NAME=PATTERN`` flags as a mapping; a name given twice is refused (never silently replaced)."""
+    groups: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--group expects NAME=PATTERN, got {item!r}")
+        name, pattern = item.split("=", 1)
+        name = name.strip()
+        if name in groups:
+            raise InputError(
+                f"--group {name!r} is given twice ({groups[name]!r} and {pattern!r}); "
+                "give each group one pattern (a glob such as 'runs/xent-*' can match several folders)"
+            )
+        groups[name] = pattern
+    return groups
 
 
-def _parse_measures(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        if value.strip() == "all":
-            return MEASURES
-        return tuple(m.strip() for m in value.split(",") if m.strip())
-    return tuple(value)
+def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (``None`` = not given), keyed like :class:`AuditSettings`."""
+    from salience_audit.audit.settings import AuditSettings
+
+    flags = {key: getattr(args, key) for key in AuditSettings.model_fields if hasattr(args, key)}
+    flags["groups"] = _group_patterns(args.group) if args.group else None
+    flags["manifests"] = list(args.manifest) or None
+    flags["ood_manifests"] = list(args.ood_manifest) or None
+    flags["trust_pickle"] = bool(args.trust_pickle) or None
+    return flags
+
+
+def audit_settings(args: argparse.Namespace) -> AuditSettings:
+    """The config file (if any) and the flags, validated as one :class:`AuditSettings` (flags win)."""
+    from salience_audit.audit.settings import settings_from_sources
+
+    config = load_config_file(args.config) if args.config else {}
+    return settings_from_sources(config, _flag_values(args), args.config)
+
+
+def check_run_groups(groups: dict[str, str]) -> dict[str, list[str]]:
+    """Run folders of every group; a folder matched by two groups is refused, naming both."""
+    expanded = {name: expand_group(name, pattern) for name, pattern in groups.items()}
+    owner: dict[str, str] = {}
+    for name, folders in expanded.items():
+        for folder in folders:
+            key = os.path.realpath(folder)
+            if key in owner and owner[key] != name:
+                raise InputError(
+                    f"run folder {folder} is in two groups: {owner[key]!r} ({groups[owner[key]]!r}) and "
+                    f"{name!r} ({groups[name]!r}); a run belongs to one group"
+                )
+            owner[key] = name
+    return expanded
+
+
+def _audited_splits(samples: list, splits: tuple[str, ...], path: str) -> list:
+    """Samples of the asked splits; a note says how many rows of other splits were left out."""
+    kept = [s for s in samples if s.split in splits]
+    left = len(samples) - len(kept)
+    if left:
+        skipped = sorted({s.split for s in samples if s.split not in splits})
+        warnings.warn(
+            f"{path}: {left} row(s) of split(s) {', '.join(skipped)} left out of the audit "
+            f"(audited splits: {', '.join(splits)}; pass --splits {','.join((*splits, *skipped))} to include them)",
+            stacklevel=2,
+        )
+    if samples and not kept:
+        raise InputError(f"no rows of the audited split(s) {', '.join(splits)} (pass --splits to choose)", path)
+    return kept
 
 
 def run_audit_command(args: argparse.Namespace) -> int:
     from salience_audit.audit.pipeline import run_audit
     from salience_audit.data.manifest import read_manifest
 
-    settings = _merged_settings(args)
-    source = args.config
-    groups_cfg = settings.pop("groups", None)
-    manifests = settings.pop("manifests", None)
-    ood = settings.pop("ood_manifests", []) or []
-    if not groups_cfg:
-        raise InputError("give at least one --group NAME=PATTERN (or 'groups' in the config file)", source)
-    if not manifests:
-        raise InputError("give at least one --manifest (or 'manifests' in the config file)", source)
-    root = settings.pop("root", None)
-    human_maps = settings.pop("human_maps", None)
-    out = settings.pop("out", None) or "audit-output"
-    engine = settings.pop("engine", "local")
-    address = settings.pop("address", None)
-    compare_with = settings.pop("compare_with", None)
-    if "measures" in settings:
-        settings["measures"] = _parse_measures(settings["measures"])
-    config = AuditConfig.from_dict(settings, source)
-
-    groups = {name: expand_group(name, pattern) for name, pattern in groups_cfg.items()}
+    settings = audit_settings(args)
+    config = settings.audit_config()
+    out = settings.out
+    groups = check_run_groups(settings.groups)
     datasets: dict[str, list] = {}
     ood_names: list[str] = []
-    for items, is_ood in ((manifests, False), (ood, True)):
+    for items, is_ood in ((settings.manifests, False), (settings.ood_manifests, True)):
         for item in items:
             name, path = _split_named(str(item))
-            samples = read_manifest(path, root=root, human_maps=human_maps, dataset=name)
+            samples = read_manifest(path, root=settings.root, human_maps=settings.human_maps, dataset=name)
+            samples = _audited_splits(samples, settings.splits, path)
             ds_name = name or (samples[0].dataset if samples else Path(path).stem)
             if ds_name in datasets:
                 raise InputError(f"two datasets are named {ds_name!r}; name them with NAME=PATH", path)
@@ -218,13 +245,15 @@ def run_audit_command(args: argparse.Namespace) -> int:
         out,
         config=config,
         ood_datasets=ood_names,
-        engine=engine,
-        address=address,
+        engine=settings.engine,
+        address=settings.address,
         command="salience-audit " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         progress=not args.quiet,
         report=not args.no_report,
-        compare_with=compare_with,
-        trust_pickle=bool(getattr(args, "trust_pickle", False)),
+        compare_with=settings.compare_with,
+        trust_pickle=settings.trust_pickle,
+        force=settings.force,
+        allow_unfinished=settings.allow_unfinished,
     )
     print(f"results: {result.results_dir}")
     if result.summary_path:
@@ -232,7 +261,8 @@ def run_audit_command(args: argparse.Namespace) -> int:
     if result.report_path:
         print(f"report:  {result.report_path}")
     if result.rejected:
-        print(f"rejected: {result.rejected} image(s), listed in {Path(out) / 'rejected.csv'}")
+        images = "image" if result.rejected == 1 else "images"
+        print(f"rejected: {result.rejected} {images}, listed in {Path(out) / 'rejected.csv'}")
     return 0
 
 
@@ -248,12 +278,17 @@ def run_report_command(args: argparse.Namespace) -> int:
     capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
     if capacity < 1:
         raise InputError("--sample-capacity must be at least 1")
-    try:
-        write_summary(out, capacity=capacity)
-        path = write_report(out, compare_with=args.compare_with, capacity=capacity)
-    except OSError as err:  # full disk, permissions
-        from salience_audit.results.store import StoreWriteError
+    from salience_audit.audit.outdir import AuditFolderLock
 
-        raise StoreWriteError(f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}") from err
+    with AuditFolderLock(out, command="salience-audit " + " ".join(shlex.quote(a) for a in sys.argv[1:])):
+        try:
+            write_summary(out, capacity=capacity)
+            path = write_report(out, compare_with=args.compare_with, capacity=capacity)
+        except OSError as err:  # full disk, permissions
+            from salience_audit.results.store import StoreWriteError
+
+            raise StoreWriteError(
+                f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}"
+            ) from err
     print(f"report: {path}")
     return 0

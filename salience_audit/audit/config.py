@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from salience_audit.errors import InputError
 from salience_audit.measures import registry
 from salience_audit.perturb.noise import NOISE_LEVELS
@@ -13,6 +15,15 @@ from salience_audit.perturb.noise import NOISE_LEVELS
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
 """The built-in measures an audit can compute (detection, score and correctness, is always computed).
 A measure registered with :func:`salience_audit.measures.register` may be named too."""
+
+def selectable_measures() -> tuple[str, ...]:
+    """Names an audit may be asked for: the built-in :data:`MEASURES`, then any other registered measure.
+
+    Detection (score, correctness) is always computed and is not named.
+    """
+    extra = tuple(m for m in registry.names() if m not in MEASURES and not registry.get(m).always)
+    return (*MEASURES, *extra)
+
 
 DEFAULT_MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "human")
 """Deletion / insertion curves cost ~40 extra forward passes per image and are opt-in."""
@@ -61,22 +72,12 @@ class AuditConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.measures = tuple(self.measures)
-        self.noise_levels = tuple(float(a) for a in self.noise_levels)
-        known = [m for m in registry.names() if not registry.get(m).always]
-        unknown = [m for m in self.measures if m not in known]
-        if unknown:
-            raise InputError(f"unknown measure(s) {unknown}; known: {known}")
-        if self.target not in ("predicted", "label"):
-            raise InputError(f"target must be 'predicted' or 'label', got {self.target!r}")
-        if self.on_bad_image not in ("stop", "skip"):
-            raise InputError(f"on_bad_image must be 'stop' or 'skip', got {self.on_bad_image!r}")
-        if self.batch_size < 1 or self.shard_size < 1:
-            raise InputError("batch_size and shard_size must be >= 1")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise InputError(f"threshold must lie in [0, 1], got {self.threshold}")
-        if any(not 0.0 <= a <= 1.0 for a in self.noise_levels):
-            raise InputError(f"noise levels must lie in [0, 1], got {list(self.noise_levels)}")
+        from salience_audit.audit.settings import validate_compute
+
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        checked = validate_compute(values)
+        for key in values:
+            object.__setattr__(self, key, getattr(checked, key))
         if 0.0 not in self.noise_levels:
             self.noise_levels = (0.0, *self.noise_levels)
 
@@ -95,12 +96,33 @@ class AuditConfig:
         return cls(**data)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})", key_node.start_mark
+                    )
+                seen[key] = line
+            except TypeError:  # an unhashable key: let the normal constructor report it
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file safely into a dict.
 
     YAML is read with ``yaml.safe_load`` (no object construction); TOML with ``tomllib``.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise InputError("config file is not a regular file (a folder, pipe or device)", path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as err:
@@ -113,12 +135,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
                 import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text)
         elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
             try:
-                data = yaml.safe_load(text)
+                data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
             except yaml.constructor.ConstructorError as err:
                 mark = err.problem_mark
+                if "given twice" in str(err.problem):
+                    raise InputError(str(err.problem), path, None if mark is None else mark.line + 1) from err
                 raise InputError(
                     f"refused: {err.problem}; config files may hold plain data only (they are read with "
                     "yaml.safe_load, which never builds Python objects)",

@@ -21,13 +21,14 @@ from tqdm.auto import tqdm
 from salience_audit import __version__
 from salience_audit.audit import engines
 from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.outdir import AuditFolderLock, claim_output_folder
 from salience_audit.audit.plan import plan_shards
 from salience_audit.audit.preflight import preflight
 from salience_audit.audit.worker import RunRef, ShardReport
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.measures import registry
-from salience_audit.models.audit_model import AuditModel
+from salience_audit.models.audit_model import AuditModel, class_order
 from salience_audit.results.store import (
     ResultStore,
     StoreWriteError,
@@ -50,10 +51,17 @@ class AuditResult:
     rejected: int
 
 
-def _run_refs(groups: Mapping[str, Sequence[RunLike]], trust_pickle: bool = False) -> dict[str, list[RunRef]]:
-    """Normalise group members to :class:`RunRef` with unique run names."""
+def _run_refs(
+    groups: Mapping[str, Sequence[RunLike]], trust_pickle: bool = False, allow_unfinished: bool = False
+) -> dict[str, list[RunRef]]:
+    """Normalise group members to :class:`RunRef` with unique run names.
+
+    Run folders are checked here, before anything is written: ``run.json`` must be a JSON
+    object, its ``class_names`` must say which output is Synthetic, and a run whose
+    ``finished`` is false (training stopped early) is refused unless ``allow_unfinished``.
+    """
     out: dict[str, list[RunRef]] = {}
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     for group, members in groups.items():
         if not members:
             raise InputError(f"group {group!r} has no runs")
@@ -69,12 +77,24 @@ def _run_refs(groups: Mapping[str, Sequence[RunLike]], trust_pickle: bool = Fals
                     raise InputError("not a run folder (no run.json inside)", path)
                 try:
                     meta = json.loads((path / "run.json").read_text(encoding="utf-8"))
-                except (OSError, json.JSONDecodeError) as err:
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                     raise InputError(f"cannot read run.json: {err}", path / "run.json") from err
+                if not isinstance(meta, dict):
+                    raise InputError("run.json must hold a JSON object of run metadata", path / "run.json")
+                class_order(meta, path / "run.json", check_count=False)  # the rest once the checkpoint loads
+                if meta.get("finished") is False and not allow_unfinished:
+                    raise InputError(
+                        "this training run did not finish (run.json says finished: false; it was stopped or is "
+                        "still running); finish it with 'salience-audit train' (it resumes), leave it out, or "
+                        "pass --allow-unfinished to audit it anyway (it is then marked unfinished)",
+                        path / "run.json",
+                    )
                 ref = RunRef(name=str(meta.get("name") or path.name), path=str(path), trust_pickle=trust_pickle)
             if ref.name in seen:
-                raise InputError(f"run name {ref.name!r} appears in groups {seen[ref.name]!r} and {group!r}")
-            seen[ref.name] = group
+                first_group, first_where = seen[ref.name]
+                where = f" ({first_where} and {ref.path})" if ref.path and first_where else ""
+                raise InputError(f"run name {ref.name!r} appears in groups {first_group!r} and {group!r}{where}")
+            seen[ref.name] = (group, ref.path or "")
             refs.append(ref)
         out[group] = refs
     return out
@@ -88,6 +108,7 @@ def _run_info(ref: RunRef, group: str) -> dict[str, Any]:
             meta = json.loads((Path(ref.path) / "run.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             meta = {}
+        info["finished"] = meta.get("finished") is not False
         for key in ("arch", "seed", "best_val_acc", "input_size", "loss", "alpha"):
             if key in meta:
                 info[key] = meta[key]
@@ -113,6 +134,8 @@ def run_audit(
     report: bool = True,
     compare_with: str | Path | None = None,
     trust_pickle: bool = False,
+    force: bool = False,
+    allow_unfinished: bool = False,
 ) -> AuditResult:
     """Audit every run of every group on every dataset and write results, summary and report.
 
@@ -126,6 +149,13 @@ def run_audit(
         compare_with: another audit folder to compare against in the report.
         trust_pickle: accept run folders whose ``model.pt`` is a pickled whole model
             (unpickling runs code from the file: only for files you trust).
+        force: write into a non-empty folder that is not an audit folder (nothing already
+            there is overwritten or deleted).
+        allow_unfinished: audit runs whose ``run.json`` says their training did not finish
+            (marked ``"finished": false`` in ``audit.json``); refused otherwise.
+
+    The output folder is locked for the whole audit (a second audit on it stops at once,
+    naming this one's PID); nothing is written before every setting and input is checked.
     """
     config = config or AuditConfig()
     out = Path(out_dir)
@@ -147,11 +177,41 @@ def run_audit(
                 "so their stability is skipped (the other groups' stability is computed)",
                 stacklevel=2,
             )
-    refs = _run_refs(groups, trust_pickle=trust_pickle)
-    store = ResultStore(out)
-    store.prepare()
+    refs = _run_refs(groups, trust_pickle=trust_pickle, allow_unfinished=allow_unfinished)
+    claim_output_folder(out, force=force, write=False)  # refuse a foreign folder before touching it
+    with AuditFolderLock(out, command=command) as lock:
+        if lock.stale_owner is not None:
+            warnings.warn(
+                f"{out}: an earlier audit (PID {lock.stale_owner.get('pid')}) ended without finishing; "
+                "its lock was released when it stopped, and this audit resumes its work",
+                stacklevel=2,
+            )
+        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
+        claim_output_folder(out, force=force)
+        store = ResultStore(out)
+        store.prepare()
+        return _audit_locked(
+            out, store, refs, checked, rejected, config, ood_datasets, engine, address, command, progress, report,
+            compare_with,
+        )
 
-    checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
+
+def _audit_locked(
+    out: Path,
+    store: ResultStore,
+    refs: dict[str, list[RunRef]],
+    checked: dict[str, list[Sample]],
+    rejected: list[tuple[str, int, str]],
+    config: AuditConfig,
+    ood_datasets: Sequence[str],
+    engine: str,
+    address: str | None,
+    command: str,
+    progress: bool,
+    report: bool,
+    compare_with: str | Path | None,
+) -> AuditResult:
+    """The audit proper, with the output folder locked and every input checked."""
     meta = {
         "version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -269,7 +329,8 @@ def finalize(
         atomic_save_npz(out / "mean_maps.npz", **{k: sums[k] / max(counts.get(k, 1), 1) for k in sums})
     rejected_df = pd.DataFrame(rejected, columns=["path", "line", "reason"]).drop_duplicates()
     atomic_write_text(out / "rejected.csv", rejected_df.to_csv(index=False))
-    meta["rejected"] = int(len(rejected_df))
+    rejected_images = int(len(rejected_df[["path", "line"]].drop_duplicates()))  # one image, several reasons
+    meta["rejected"] = rejected_images
     if sums:
         any_map = next(iter(sums.values()))
         meta["map_size"] = list(any_map.shape)
@@ -294,7 +355,7 @@ def finalize(
                 f"{err.filename or out}: cannot write the summary or report: {err.strerror or err}; "
                 f"the per-sample results are complete - free the space and run 'salience-audit report {out}'"
             ) from err
-    return AuditResult(out, store.results_dir, summary_path, report_path, int(len(rejected_df)))
+    return AuditResult(out, store.results_dir, summary_path, report_path, rejected_images)
 
 
 def _input_size(refs: dict[str, list[RunRef]]) -> int | None:

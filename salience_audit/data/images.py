@@ -8,14 +8,19 @@ Decoding rules:
 
 - 8-bit data is divided by 255, 16-bit data (PIL modes ``I;16*`` and ``I``,
   e.g. 16-bit PNGs) by 65535 - the full 16-bit precision is kept, nothing is
-  clipped at 255. 32-bit float images (mode ``F``) are taken as already in
-  [0, 1] and clipped to it.
+  clipped at 255. 32-bit float images (mode ``F``, e.g. float TIFFs) must
+  already lie in [0, 1]: values outside it, NaN or infinity are refused with a
+  message naming the file (the image is blamed, never the model that would read it).
 - Grayscale becomes RGB by repeating the channel; palette images are expanded
   through their palette; bilevel images become 0/1.
 - Transparency (RGBA, LA, palette with a transparent colour) is composited over
   black, i.e. each colour channel is multiplied by alpha. The colour stored
   under fully transparent pixels is therefore ignored.
-- EXIF orientation tags are not applied (pixels are used as stored).
+- The EXIF orientation tag is applied (as ``PIL.ImageOps.exif_transpose``), so
+  an image is audited the way viewers show it, for images and human maps alike.
+- Multi-frame files (animated GIF / PNG / WebP, multi-page TIFF) are refused:
+  which frame is meant is the user's choice. A camera MPO JPEG is read as its
+  first frame, its primary image by definition of the format.
 - Every image is resized to a square ``size x size`` with bilinear
   interpolation and antialiasing (torch); non-square images are **stretched,
   not cropped**.
@@ -31,12 +36,12 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -77,7 +82,36 @@ def _open(path: PathLike) -> Image.Image:
         detail = str(err) or type(err).__name__
         hint = "truncated or corrupt image" if "truncat" in detail.lower() else "cannot decode image"
         raise InputError(f"{hint}: {detail}", name) from err
-    return image
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    if frames > 1 and image.format != "MPO":
+        image.close()
+        raise InputError(
+            f"multi-frame image ({frames} frames: an animated {image.format} or a multi-page file); only "
+            "single images are audited - save the frame you mean as its own file",
+            name,
+        )
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS as err:
+        raise InputError(f"cannot apply the EXIF orientation: {err}", name) from err
+    if upright is not image:
+        image.close()
+    return upright
+
+
+def _float_pixels(image: Image.Image) -> np.ndarray:
+    """The pixels of a 32-bit float image (mode ``F``); NaN, infinity or values outside [0, 1] are refused."""
+    arr = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise InputError(f"float image holds {bad} NaN or infinite pixel value(s); the image is unusable")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(
+            f"float image with values in [{lo:.6g}, {hi:.6g}], outside [0, 1]; rescale it to [0, 1] "
+            "or save it as an 8- or 16-bit image"
+        )
+    return arr
 
 
 def _over_black(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -92,7 +126,7 @@ def decode_image(image: Image.Image) -> np.ndarray:
         gray = np.asarray(image).astype(np.float64) / 65535.0
         return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2).astype(np.float32)
     if mode == "F":
-        gray = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+        gray = _float_pixels(image)
         return np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -126,7 +160,7 @@ def decode_map(image: Image.Image) -> np.ndarray:
     if mode in _SIXTEEN_BIT_MODES:
         return np.clip(np.asarray(image).astype(np.float64) / 65535.0, 0.0, 1.0).astype(np.float32)
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+        return _float_pixels(image).astype(np.float32)
     if mode == "LA":
         image = image.getchannel("L")
     elif mode != "L":
@@ -144,6 +178,16 @@ def resize_square(t: Tensor, size: int) -> Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+def _named(decode: Callable[[Image.Image], np.ndarray], image: Image.Image, path: PathLike) -> np.ndarray:
+    """``decode(image)``, with a problem found in the pixels raised as an InputError naming ``path``."""
+    try:
+        return decode(image)
+    except InputError as err:
+        if err.path is not None:
+            raise
+        raise InputError(err.problem, os.fspath(path)) from err
+
+
 def load_image(path: PathLike, size: int) -> Tensor:
     """Load an image file as a float ``[3, size, size]`` RGB tensor in [0, 1].
 
@@ -151,14 +195,14 @@ def load_image(path: PathLike, size: int) -> Tensor:
     Raises InputError naming the file for anything that is not a readable image.
     """
     with _open(path) as image:
-        arr = decode_image(image)
+        arr = _named(decode_image, image, path)
     return resize_square(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), size)
 
 
 def load_map(path: PathLike, size: int) -> Tensor:
     """Load a grayscale map (e.g. a human annotation) as a float ``[size, size]`` tensor in [0, 1]."""
     with _open(path) as image:
-        arr = decode_map(image)
+        arr = _named(decode_map, image, path)
     return resize_square(torch.from_numpy(np.ascontiguousarray(arr))[None], size)[0]
 
 

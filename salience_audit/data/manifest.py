@@ -37,6 +37,7 @@ from typing import NamedTuple
 from salience_audit.atomic import atomic_write_text
 from salience_audit.data.sample import CLASS_NAMES, Sample
 from salience_audit.errors import InputError
+from salience_audit.folders import AUDIT_MARKER
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -104,7 +105,7 @@ class ManifestError(InputError):
         if len(self.problems) > 1:
             lines.insert(1, f"({len(self.problems)} problems in all)")
         if hidden > 0:
-            lines.append(f"... and {hidden} more (see the .problems attribute)")
+            lines.append(f"... and {hidden} more problem(s) not listed here")
         self.args = ("\n".join(lines),)
 
     def __reduce__(self) -> tuple[type[ManifestError], tuple[list[Problem]]]:
@@ -409,7 +410,10 @@ def _read_class_folders(
     for label in sorted(found):
         class_dir = os.path.join(folder, found[label])
         for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            # hidden folders, and audit output folders written inside the dataset (their figures are no data)
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and not os.path.exists(os.path.join(dirpath, d, AUDIT_MARKER))
+            )
             for name in sorted(filenames):
                 if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                     continue
@@ -444,6 +448,12 @@ def _read_one(
         return samples
     if not os.path.exists(source):
         problems.append(Problem(source, None, "manifest not found"))
+        return []
+    if not os.path.isfile(source):  # a FIFO would block forever, a device would never end
+        problems.append(Problem(
+            source, None, "not a regular file (a pipe, device or socket); a manifest is a CSV file or a class-per-folder "
+            "directory",
+        ))
         return []
     root_str: str | None = None
     if root is not None:

@@ -20,9 +20,62 @@ from torch import Tensor, nn
 from salience_audit.errors import InputError, ModelError
 from salience_audit.models.registry import build_model, get_spec
 
-__all__ = ["AuditModel", "load_run", "load_trusted_module"]
+__all__ = ["AuditModel", "class_order", "load_run", "load_trusted_module"]
 
 DEFAULT_CLASS_NAMES: tuple[str, ...] = ("Real", "Synthetic")
+
+_CLASS_ALIASES: dict[str, int] = {"real": 0, "bonafide": 0, "bona fide": 0, "genuine": 0, "synthetic": 1, "fake": 1}
+"""Names accepted in ``run.json``'s ``class_names`` for the bona fide (0) and the attack (1) class."""
+
+
+def class_order(meta: dict[str, Any], path: str | Path, check_count: bool = True) -> list[int] | None:
+    """Which output of a two-class run is Real and which Synthetic, from ``run.json``'s ``class_names``.
+
+    Returns ``None`` when the outputs are already in the order (Real, Synthetic) (or the
+    run has no ``class_names``, or more than two classes), else ``[i_real, i_synthetic]``:
+    the output indices to read as class 0 and class 1. Names are matched case-insensitively
+    (Real / bona fide / genuine, Synthetic / fake). Names that do not say which output is
+    Synthetic are refused with an :class:`InputError` naming ``path``; so is a name count
+    other than ``num_classes`` when ``check_count`` (after the checkpoint is known to fit).
+    """
+    names = meta.get("class_names")
+    if names is None:
+        return None
+    num_classes = meta.get("num_classes", 2)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"class_names must be a list of class names, got {names!r}", path)
+    if isinstance(num_classes, int) and len(names) != num_classes:
+        if not check_count:
+            return None
+        raise InputError(f"class_names lists {len(names)} names for {num_classes} outputs", path)
+    if len(names) != 2:
+        return None
+    classes = [_CLASS_ALIASES.get(n.strip().lower()) for n in names]
+    if sorted(c for c in classes if c is not None) != [0, 1]:
+        raise InputError(
+            f"class_names {names} do not say which output is Synthetic; expected the names Real and "
+            "Synthetic (in the order of the model's outputs)",
+            path,
+        )
+    order = [classes.index(0), classes.index(1)]
+    return None if order == [0, 1] else order
+
+
+def _reorder_outputs(model: AuditModel, order: list[int], path: Path) -> None:
+    """Permute the final linear layer's rows so that output ``k`` is class ``order[k]``'s logit."""
+    if model.classifier_layer is None:
+        raise InputError(
+            f"class_names puts the classes in the order {list(model.class_names)}, but the model has no "
+            "classifier layer (classifier_layer in run.json) whose outputs could be reordered to (Real, Synthetic)",
+            path,
+        )
+    layer = model.resolve_layer(model.classifier_layer)
+    index = torch.as_tensor(order, device=layer.weight.device)
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight.index_select(0, index))
+        if layer.bias is not None:
+            layer.bias.copy_(layer.bias.index_select(0, index))
+    model.class_names = DEFAULT_CLASS_NAMES
 
 
 def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
@@ -223,7 +276,9 @@ def load_run(run_dir: str | Path, trust_pickle: bool = False) -> AuditModel:
     ``run.json`` keys: ``arch``, ``num_classes``, ``input_size``, ``mean``, ``std``,
     ``cam_layer``, ``classifier_layer`` and ``name`` (or ``seed``, giving ``<arch>-seed<k>``).
     The architecture is rebuilt without pretrained weights and the state dict is loaded
-    with ``weights_only=True``. A ``model.pt`` holding a pickled whole model is refused
+    with ``weights_only=True``. ``class_names`` is honoured: a run whose outputs are
+    (Synthetic, Real) gets its final layer's rows swapped, so output 1 is always the
+    Synthetic logit (see :func:`class_order`). A ``model.pt`` holding a pickled whole model is refused
     (unpickling runs code from the file) unless ``trust_pickle=True`` (command line:
     ``--trust-pickle``); that model is then used as it is, with the layers named in
     ``run.json``. Weights holding NaN or infinity are refused. Raises ``InputError`` naming
@@ -266,8 +321,9 @@ def load_run(run_dir: str | Path, trust_pickle: bool = False) -> AuditModel:
                 f"the pickled model ({type(module).__name__}) has no convolutional layer for CAM", weights
             ) from None
     _check_finite(module, weights)
+    order = class_order(meta, meta_path)
     try:
-        return AuditModel(
+        model = AuditModel(
             module,
             arch=arch,
             input_size=int(meta.get("input_size", spec.input_size)),
@@ -281,6 +337,9 @@ def load_run(run_dir: str | Path, trust_pickle: bool = False) -> AuditModel:
         )
     except ModelError as exc:
         raise InputError(str(exc), meta_path) from exc
+    if order is not None:
+        _reorder_outputs(model, order, meta_path)
+    return model
 
 
 def load_trusted_module(path: str | Path, trust: bool = False) -> nn.Module:

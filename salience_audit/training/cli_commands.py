@@ -187,6 +187,10 @@ def run_score(args: argparse.Namespace) -> int:
     from salience_audit.device import resolve_device
     from salience_audit.models.audit_model import load_run
 
+    from salience_audit.schema import check_flags
+    from salience_audit.training.score import ScoreSettings
+
+    check_flags(ScoreSettings, {k: getattr(args, k) for k in ("batch_size", "num_workers", "threshold", "device")})
     run_dirs = find_runs(args.runs)
     samples = read_manifests(args.manifest, root=args.root)
     device = resolve_device(args.device)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -17,9 +18,21 @@ from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.models.scores import synthetic_probability
+from salience_audit.schema import Count, DeviceName, NonNegative, Probability
 from salience_audit.stats.detection import detection_metrics
 
-__all__ = ["DETECTION_COLUMNS", "SCORE_COLUMNS", "detection_table", "score_samples"]
+__all__ = ["DETECTION_COLUMNS", "SCORE_COLUMNS", "ScoreSettings", "detection_table", "score_samples"]
+
+
+class ScoreSettings(BaseModel):
+    """The numeric flags of ``score``, under the same rules as an audit's settings."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    batch_size: Count = 64
+    num_workers: NonNegative = 0
+    threshold: Probability = 0.5
+    device: DeviceName = "auto"
 
 SCORE_COLUMNS: tuple[str, ...] = ("path", "key", "dataset", "label", "score", "pred")
 DETECTION_COLUMNS: tuple[str, ...] = (

@@ -159,6 +159,12 @@ def overview_section(summary: Summary) -> Section:
         blocks.append(Paragraph(f"{n_rejected} image(s) could not be used (unreadable files, or models giving "
                                 "non-finite scores) and were left out; each is listed with its reason in "
                                 "rejected.csv next to this report's folder.", "note"))
+    runs = (summary.get("audit") or {}).get("runs") or {}
+    unfinished = sorted(name for name, info in runs.items() if isinstance(info, dict) and info.get("finished") is False)
+    if unfinished:
+        blocks.append(Paragraph(f"Unfinished training run(s), audited on request (--allow-unfinished): "
+                                f"{', '.join(unfinished)}. Their training stopped early; their numbers describe "
+                                "a model that was not fully trained.", "note"))
     method = summary.get("method") or {}
     sampled = (method.get("approximated") or {}).get("stats") or []
     if sampled:

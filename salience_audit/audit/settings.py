@@ -1,0 +1,191 @@
+"""The one typed schema of an audit's settings: config file keys and command-line flags.
+
+Every value a user can give an audit (a key of the ``--config`` YAML / TOML file or a
+flag) goes through :class:`AuditSettings`, a pydantic model, before anything is read or
+written: types (strict: the string ``"0.7"`` is not a number, ``5`` is not a list of
+measures), ranges (counts >= 1, thresholds in [0, 1], finite floats) and duplicates.
+Every problem is reported as an :class:`~salience_audit.errors.InputError` naming where
+the value came from (``config.yaml: batch_size`` or ``--batch-size``), never a traceback.
+
+Adding a setting: add a field here (with its type, default, range and a one-line
+``description``); when it has a flag, give the flag the field's name as its argparse
+``dest`` (``--my-key`` -> ``my_key``) and :func:`settings_from_sources` picks it up.
+Keys that only make sense on the command line (they weaken a safety check for one
+invocation) are listed in :data:`COMMAND_LINE_ONLY` and refused in a config file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+
+from salience_audit.audit.config import DEFAULT_MEASURES, DEFAULT_NOISE_LEVELS, MEASURES, AuditConfig, selectable_measures
+from salience_audit.schema import (
+    Count,
+    DeviceName,
+    NonNegative,
+    PathText,
+    Probability,
+    comma_list,
+    flag_name,
+    one_or_many,
+    problems_of,
+    raise_problems,
+    shown,
+)
+
+SPLITS: tuple[str, ...] = ("test", "audit", "train")
+"""Manifest splits; ``train`` rows are left out of an audit unless ``splits`` asks for them."""
+
+DEFAULT_SPLITS: tuple[str, ...] = ("test", "audit")
+
+COMMAND_LINE_ONLY: frozenset[str] = frozenset({"force", "trust_pickle"})
+"""Settings refused in a config file: a reused file must not silently weaken a check."""
+
+class ComputeSettings(BaseModel):
+    """How the measures are computed: the fields of :class:`AuditConfig`, typed and range-checked.
+
+    :class:`AuditConfig` validates itself through this model, so the Python API and the
+    command line share one set of rules.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: StrictStr = Field(default="gradcam", description="salience method")
+    measures: Annotated[tuple[StrictStr, ...], BeforeValidator(comma_list)] = Field(
+        default=DEFAULT_MEASURES, description="measures to compute, or 'all'"
+    )
+    target: Literal["predicted", "label"] = "predicted"
+    batch_size: Count = 32
+    shard_size: Count = 1024
+    device: DeviceName = "auto"
+    num_workers: NonNegative = 0
+    amp: StrictBool = False
+    channels_last: StrictBool = False
+    seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = 0
+    noise_levels: tuple[Probability, ...] = Field(default=DEFAULT_NOISE_LEVELS, min_length=1)
+    deletion_steps: Count = 10
+    on_bad_image: Literal["stop", "skip"] = "stop"
+    gallery_size: NonNegative = 3
+    threshold: Probability = 0.5
+
+    @field_validator("measures", mode="after")
+    @classmethod
+    def _known_measures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value == ("all",):
+            return MEASURES
+        if not value:
+            raise ValueError("give at least one measure")
+        known = selectable_measures()
+        unknown = [m for m in value if m not in known]
+        if unknown:
+            raise ValueError(f"unknown measure(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}, all")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("method", mode="after")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from salience_audit.salience.extract import METHODS
+
+        if value not in METHODS:
+            raise ValueError(f"unknown salience method {value!r}; known: {', '.join(METHODS)}")
+        return value
+
+    def audit_config(self) -> AuditConfig:
+        """The computation settings as the :class:`AuditConfig` the engines and workers take."""
+        return AuditConfig(**{key: getattr(self, key) for key in ComputeSettings.model_fields})
+
+
+class AuditSettings(ComputeSettings):
+    """Everything an ``audit`` is told: what to audit, where to write, and how to compute."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # what to audit and where the results go
+    groups: dict[str, PathText] = Field(description="group name -> glob of run folders")
+    manifests: Annotated[list[PathText], BeforeValidator(one_or_many), Field(min_length=1)] = Field(
+        description="test datasets: manifest CSVs or class-per-folder directories ([NAME=]PATH)"
+    )
+    ood_manifests: Annotated[list[PathText], BeforeValidator(one_or_many)] = Field(
+        default_factory=list, description="out-of-set datasets ([NAME=]PATH)"
+    )
+    root: PathText | None = Field(default=None, description="dataset root joined to manifest paths")
+    human_maps: PathText | None = Field(default=None, description="folder of human annotation maps")
+    out: PathText = Field(default="audit-output", description="output folder")
+    compare_with: PathText | None = Field(default=None, description="another audit folder to compare with")
+    splits: Annotated[tuple[Literal["test", "audit", "train"], ...], BeforeValidator(comma_list)] = Field(
+        default=DEFAULT_SPLITS, description="manifest splits audited (train rows are skipped by default)"
+    )
+    allow_unfinished: StrictBool = Field(default=False, description="audit runs whose training did not finish")
+    force: StrictBool = Field(default=False, description="write into a non-empty folder that is not an audit folder")
+    trust_pickle: StrictBool = Field(default=False, description="accept pickled whole models (runs their code)")
+    engine: Literal["local", "ray"] = Field(default="local", description="local or ray")
+    address: PathText | None = Field(default=None, description="address of an existing Ray cluster")
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _groups_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"expected a mapping of group name -> run-folder pattern (e.g. xent: 'runs/xent-*'), got {shown(value)}"
+            )
+        if not value:
+            raise ValueError("give at least one group (NAME=PATTERN)")
+        for name in value:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"group names must be non-empty text, got {name!r}")
+        return dict(value)
+
+    @field_validator("splits", mode="after")
+    @classmethod
+    def _unique_splits(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("give at least one split")
+        return tuple(dict.fromkeys(value))
+
+
+def validate_compute(values: Mapping[str, Any]) -> ComputeSettings:
+    """Check :class:`AuditConfig` values (Python API); raises :class:`InputError` naming each bad key."""
+    try:
+        return ComputeSettings.model_validate(dict(values))
+    except ValidationError as err:
+        raise_problems(problems_of(err, set(), "AuditConfig.", ComputeSettings.model_fields))
+        raise  # unreachable: _raise always raises for a non-empty error list
+
+
+def settings_from_sources(
+    config: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    config_path: str | Path | None = None,
+) -> AuditSettings:
+    """Validate a config file's mapping and the given flags (flags win) as one :class:`AuditSettings`.
+
+    ``flags`` holds only the flags the user gave (``None`` values are dropped). Raises
+    :class:`InputError` listing every problem, each named by where it came from.
+    """
+    config = dict(config or {})
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    where_config = f"{config_path}: " if config_path is not None else "config: "
+    problems: list[str] = []
+    for key in sorted(COMMAND_LINE_ONLY & set(config)):
+        problems.append(f"{where_config}{key}: allowed on the command line only ({flag_name(key)}), not in a config file")
+        config.pop(key)
+    merged = {**config, **given}
+    try:
+        settings = AuditSettings.model_validate(merged)
+    except ValidationError as err:
+        problems.extend(problems_of(err, set(given), where_config, AuditSettings.model_fields))
+    for key in sorted(set(config) & set(given)):  # a config value overridden by a flag must still be valid
+        try:
+            AuditSettings.model_validate({**merged, key: config[key]})
+        except ValidationError as err:
+            problems.extend(
+                p
+                for p in problems_of(err, set(given) - {key}, where_config, AuditSettings.model_fields)
+                if p.startswith(where_config + key)
+            )
+    raise_problems(problems)
+    return settings
