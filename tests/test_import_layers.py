@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "atomic": 0,
     "device": 0,
+    "jsonsafe": 0,
     "folders": 0,
     "schema": 0,
     "data": 1,

@@ -26,13 +26,7 @@ from fixtures_audit import audit_setup  # noqa: F401  (session fixture)
 from streaming_fixtures import write_synthetic_audit
 
 from salience_audit.cli import main
-from salience_audit.report.summary.accumulate import (
-    Z95,
-    AuditAccumulator,
-    IndexRanges,
-    ValueSample,
-    accumulate_results,
-)
+from salience_audit.report.summary.accumulate import Z95, AuditAccumulator, accumulate_results
 from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.build import (
     load_fresh_summary,
@@ -52,6 +46,7 @@ from salience_audit.results.reader import (
 )
 from salience_audit.results.schema import ROW_SCHEMA
 from salience_audit.stats.bootstrap import bootstrap_ci
+from salience_audit.stats.samples import IndexRanges, ValueSample
 
 N_BOOT = 200
 MOMENT_PATHS = ("per_run", "stability_matrices", "selection")

@@ -240,11 +240,3 @@ def _keep_only_cached(runs: list[RunRef], device: torch.device) -> None:
     if stale and device.type == "cuda":
         torch.cuda.empty_cache()
 
-
-def shard_worker_entry(args: tuple[Shard, list[RunRef], list[Sample], AuditConfig, str]) -> ShardReport:
-    """Picklable single-argument entry point (for pools and Ray)."""
-    return run_shard(*args)
-
-
-def clear_model_cache() -> None:
-    _MODEL_CACHE.clear()

@@ -31,6 +31,7 @@ import pandas as pd
 
 from salience_audit import __version__
 from salience_audit.atomic import atomic_write_text
+from salience_audit.jsonsafe import json_safe
 from salience_audit.measures.decision import SCORE
 from salience_audit.report.summary import aggregate, curves, detection, outofset, selection
 from salience_audit.report.summary.accumulate import (
@@ -44,7 +45,6 @@ from salience_audit.report.summary.derived import derive_rows
 from salience_audit.report.summary.describe import described_outputs, info, known, measure_table, remember
 from salience_audit.report.summary.families import group_families
 from salience_audit.report.summary.verdict import RULE, verdict
-from salience_audit.results.jsonsafe import json_safe
 from salience_audit.results.reader import (
     load_audit_meta,
     load_mean_maps,
