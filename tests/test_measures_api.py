@@ -105,6 +105,14 @@ def test_pass_measures_equal_the_audit_rows(golden) -> None:
     for key in ("deletion_auc", "insertion_auc"):
         np.testing.assert_allclose(dele[key].numpy(), _expected(rows, name, key), atol=ATOL)
     assert dele["deletion_auc_random"].shape == (12,)
+    assert dele["deletion"].shape == (12, 5) and dele["fractions"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    np.testing.assert_allclose(dele["deletion_auc"].numpy(),
+                               np.trapezoid(dele["deletion"].numpy(), dele["fractions"].numpy(), axis=1), atol=1e-12)
+    black = sa.measures.deletion(explainer, images[:2], steps=2, baseline="zero")
+    with torch.no_grad():  # everything removed: the score of a black image, whatever the order
+        p_black = torch.softmax(golden["runs"][name].eval()(torch.zeros(1, 3, 64, 64)), dim=1)[0]
+    target = explainer(images[:2]).target
+    np.testing.assert_allclose(black["deletion"][:, -1].numpy(), p_black[target].numpy(), atol=1e-6)
 
     noise = sa.measures.noise_reaction(explainer, images, amounts=(0.05, 0.25, 1.0), labels=labels,
                                        generator=torch.Generator().manual_seed(0))

@@ -122,37 +122,47 @@ def deletion_insertion_curves(
 
 def _areas(
     forward: Callable[[Tensor], Tensor], x: Tensor, maps_up: Tensor, target: Tensor, steps: int,
-    generator: torch.Generator | None,
+    generator: torch.Generator | None, baseline: Baseline | Tensor = "blur", curves: bool = False,
 ) -> dict[str, Tensor]:
     tgt = target.to(x.device).view(-1, 1)
 
     def score_fn(images: Tensor) -> Tensor:
         return class_probability(forward(images), tgt.repeat(images.shape[0] // tgt.shape[0], 1))
 
-    ordered = deletion_insertion_curves(score_fn, x, maps_up, steps=steps)
-    control = deletion_insertion_curves(score_fn, x, maps_up, steps=steps, random_order=True, generator=generator)
-    return {
+    ordered = deletion_insertion_curves(score_fn, x, maps_up, steps=steps, baseline=baseline)
+    control = deletion_insertion_curves(score_fn, x, maps_up, steps=steps, baseline=baseline, random_order=True,
+                                        generator=generator)
+    out = {
         DELETION_AUC: ordered[DELETION_AUC],
         INSERTION_AUC: ordered[INSERTION_AUC],
         DELETION_AUC_RANDOM: control[DELETION_AUC],
         INSERTION_AUC_RANDOM: control[INSERTION_AUC],
     }
+    if curves:
+        out.update(fractions=ordered["fractions"], deletion=ordered["deletion"], insertion=ordered["insertion"])
+    return out
 
 
-def deletion(explainer: Any, images: Any, steps: int = 10, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+def deletion(
+    explainer: Any, images: Any, steps: int = 10, generator: torch.Generator | None = None,
+    baseline: Baseline | Tensor = "blur",
+) -> dict[str, Tensor]:
     """Deletion / insertion areas of each image, in salience order and in random order.
 
     ``images`` ``[B, 3, H, W]`` in [0, 1] (tensor or numpy array); the map of the predicted
-    class is used, upscaled to the image size, and the baseline is the image blurred with
-    sigma 10. Returns ``deletion_auc``, ``insertion_auc``, ``deletion_auc_random`` and
-    ``insertion_auc_random``, each ``[B]`` float64.
+    class is used, upscaled to the image size; ``baseline`` is what removed pixels become
+    (``"blur"``: the image blurred with sigma 10, as in the audit; ``"zero"``; or a tensor).
+    Returns ``deletion_auc``, ``insertion_auc``, ``deletion_auc_random`` and
+    ``insertion_auc_random``, each ``[B]`` float64, and the salience-order curves
+    ``deletion`` / ``insertion`` ``[B, steps + 1]`` at ``fractions`` ``[steps + 1]``.
     """
     explain = as_explainer(explainer)
     x = images_tensor(images)
     clean = explain_pass(explain, x)
     model = explain.model  # type: ignore[attr-defined]
     with torch.no_grad(), eval_mode(model):
-        return _areas(model, x, upscale(clean.maps, int(x.shape[-1])), clean.target, steps, generator)
+        return _areas(model, x, upscale(clean.maps, int(x.shape[-1])), clean.target, steps, generator,
+                      baseline=baseline, curves=True)
 
 
 class Deletion(Measure):
@@ -176,6 +186,7 @@ class Deletion(Measure):
                "score x fraction restored (0-1)", "degradation", headline_variants=()),
     )
     functional = staticmethod(deletion)
+    constant_keys = ("fractions",)
 
     def run_rows(self, ctx: BatchContext, run: RunView, emit: Emit) -> None:
         areas = _areas(run.forward, ctx.images, run.maps_up, run.clean.target, ctx.config.deletion_steps,
