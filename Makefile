@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray,byo]"
 	# The generator's own code needs only torch, torchvision, numpy, matplotlib,
 	# platformdirs and requests (all installed above); its declared extras
 	# (wandb, rdkit, moviepy) are not needed, so skip them.

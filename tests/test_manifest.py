@@ -258,10 +258,11 @@ def test_class_folders(tmp_path: Path) -> None:
 def test_class_folders_unknown_names_listed(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     _png(tree / "real" / "1.png")
-    _png(tree / "fake" / "2.png")
+    _png(tree / "forged" / "2.png")
     with pytest.raises(InputError) as err:
         read_manifest(tree)
-    assert "'fake'" in str(err.value) and str(err.value).startswith(str(tree))
+    assert "'forged'" in str(err.value) and str(err.value).startswith(str(tree))
+    assert "--class-folders" in str(err.value)
 
 
 def test_class_folders_without_images(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.errors import ModelError
-from salience_audit.measures.base import BatchContext, RunView, to_numpy
+from salience_audit.measures.base import BatchContext, Emit, RunView, to_numpy
 from salience_audit.measures.registry import selected
 from salience_audit.results.schema import RowBuffer
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
@@ -241,30 +241,8 @@ class BatchAuditor:
         measure's ``group_rows`` with every run.
         """
         target = self._target(batch)
-        labels_np = to_numpy(batch.labels).astype(np.int64)
-
-        def emit(run: str, measure: str, variant: str, values: np.ndarray | Tensor) -> None:
-            rows.append(dict(
-                dataset=self.dataset,
-                paths=batch.paths,
-                indices=batch.indices,
-                labels=labels_np,
-                group=self.group,
-                run=run,
-                measure=measure,
-                variant=variant,
-                values=to_numpy(values),
-            ))
-
-        ctx = BatchContext(
-            images=batch.images,
-            labels=batch.labels,
-            input_size=self.input_size,
-            config=self.config,
-            generator=generator,
-            human_maps=batch.human_maps,
-            has_human_map=batch.has_human_map,
-        )
+        emit = self._emitter(batch, rows)
+        ctx = self._context(batch, generator)
         for measure in self.measures:
             ctx.variants.update(measure.shared_variants(ctx))
 
@@ -286,6 +264,58 @@ class BatchAuditor:
         for measure in self.measures:
             measure.group_rows(ctx, views, emit)
         return {v.name: v.maps for v in views}
+
+    def process_maps(self, batch: BatchInput, maps: dict[str, Tensor], rows: RowBuffer) -> None:
+        """Rows of the selected measures that need maps alone, from precomputed maps ``{run: [B, h, w]}``.
+
+        The measures that need no model pass (``needs.passes == 0``: entropy, human agreement,
+        cross-run stability, a user measure on maps) run exactly as on maps a model gave;
+        detection, noise, transforms, degradation and deletion need a model and are skipped.
+        """
+        deferred: list[dict[str, object]] = []
+        emit = self._emitter(batch, deferred)
+        ctx = self._context(batch, None)
+        measures = [m for m in self.measures if m.needs.passes == 0 and not m.always]
+        views = [RunView.of_maps(name, run_maps, self.input_size) for name, run_maps in maps.items()]
+        for view in views:
+            for measure in measures:
+                measure.run_rows(ctx, view, emit)
+        for measure in measures:
+            measure.group_rows(ctx, views, emit)
+        for kwargs in deferred:
+            rows.add(**kwargs)  # type: ignore[arg-type]
+        for name, run_maps in maps.items():
+            self.aggregates.add_maps(name, run_maps)
+
+    def _context(self, batch: BatchInput, generator: torch.Generator | None) -> BatchContext:
+        return BatchContext(
+            images=batch.images,
+            labels=batch.labels,
+            input_size=self.input_size,
+            config=self.config,
+            generator=generator,
+            human_maps=batch.human_maps,
+            has_human_map=batch.has_human_map,
+        )
+
+    def _emitter(self, batch: BatchInput, rows: list[dict[str, object]]) -> Emit:
+        """``emit(run, measure, variant, values)``: one row per image of ``batch`` into ``rows``."""
+        labels_np = to_numpy(batch.labels).astype(np.int64)
+
+        def emit(run: str, measure: str, variant: str, values: np.ndarray | Tensor) -> None:
+            rows.append(dict(
+                dataset=self.dataset,
+                paths=batch.paths,
+                indices=batch.indices,
+                labels=labels_np,
+                group=self.group,
+                run=run,
+                measure=measure,
+                variant=variant,
+                values=to_numpy(values),
+            ))
+
+        return emit
 
     @torch.no_grad()
     def _forward(self, run: RunExtractor, images: Tensor) -> Tensor:

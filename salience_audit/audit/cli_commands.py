@@ -106,6 +106,35 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="write into an existing non-empty folder that is not an audit folder (files already there are "
         "never overwritten or deleted; command line only)",
     )
+    byo = p.add_argument_group(
+        "models and maps from elsewhere (docs/byo.md)",
+        "A --group glob may match checkpoint files (.pth .pt .ckpt .bin .tar .safetensors) instead of run folders; "
+        "these flags say how to rebuild their network.",
+    )
+    byo.add_argument("--arch", help="architecture of checkpoint files: a registry name (densenet121, resnet50, ...) "
+                     "or timm:NAME (optional package timm)")
+    byo.add_argument("--model", metavar="MODULE:FACTORY", help="build checkpoint networks with your own code: "
+                     "package.module:factory or path/file.py:Class (this imports and RUNS that code)")
+    byo.add_argument("--num-classes", type=int, help="classifier outputs of the checkpoints (default 2)")
+    byo.add_argument("--class-names", help="comma-separated class names in output order (default Real,Synthetic)")
+    byo.add_argument("--input-size", type=int, help="square input side of the checkpoints (default: the architecture's)")
+    byo.add_argument("--normalize", help="input normalisation of the checkpoints: imagenet, half, none or "
+                     "'m1,m2,m3/s1,s2,s3' (default: the architecture's)")
+    byo.add_argument("--target-layer", help="dotted name of the salience layer (default: found automatically)")
+    byo.add_argument("--map-group", action="append", default=[], metavar="NAME=PATTERN",
+                     help="a group of precomputed maps: glob of folders (one per run, files named like the images) "
+                     "or of .npz / .parquet files (one per run); only map measures are computed for it")
+    byo.add_argument("--human-map-match", choices=["auto", "path", "stem"],
+                     help="how maps are matched to images: auto (default: relative path, then stem when "
+                     "unambiguous), path only, or stem (accept images that share a stem knowingly)")
+    byo.add_argument("--label", choices=["synthetic", "real"],
+                     help="label of every image of a flat image folder given to --manifest")
+    byo.add_argument("--ood-label", choices=["synthetic", "real", "unknown"],
+                     help="label of every image of a flat image folder given to --ood-manifest (default unknown; "
+                     "e.g. synthetic for an unseen generator)")
+    byo.add_argument("--class-folders", metavar="FOLDER=CLASS,...",
+                     help="class sub-folder names of folder datasets, e.g. 'authentic=Real,gan=Synthetic' "
+                     "(default: real/fake/synthetic/0/1, any case)")
     p.add_argument("--engine", choices=["local", "ray"], help="local (default) or ray (distributed)")
     p.add_argument("--address", help="address of an existing Ray cluster (with --engine ray), e.g. auto or ray://head:10001")
     p.add_argument("--compare-with", metavar="AUDIT_DIR", help="another audit folder to compare with in the report")
@@ -141,25 +170,92 @@ def _split_named(item: str) -> tuple[str | None, str]:
     return None, item
 
 
-def expand_group(name: str, pattern: str) -> list[str]:
-    """Run folders matching a glob pattern (folders holding run.json), sorted."""
-    matches = sorted(p for p in glob.glob(pattern) if (Path(p) / "run.json").exists())
-    if not matches:
-        raise InputError(f"group {name!r}: no run folder (with run.json) matches {pattern!r}")
-    return matches
+RECIPE_KEYS: tuple[str, ...] = (
+    "arch", "model", "num_classes", "class_names", "input_size", "normalize", "target_layer", "classifier_layer",
+)
+"""Settings (flags or config keys, globally or per group) that describe checkpoint files."""
 
 
-def _group_patterns(items: list[str]) -> dict[str, str]:
+def model_recipe(settings: dict[str, Any], source: str | None = None) -> Any:
+    """The :class:`ModelRecipe` of ``settings`` (None when neither ``arch`` nor ``model`` is set)."""
+    from salience_audit.errors import ModelError
+    from salience_audit.models.checkpoint import ModelRecipe
+
+    values = {k: settings[k] for k in RECIPE_KEYS if settings.get(k) is not None}
+    if "arch" not in values and "model" not in values:
+        return None
+    names = values.get("class_names")
+    if isinstance(names, str):
+        values["class_names"] = tuple(n.strip() for n in names.split(",") if n.strip())
+    elif names is not None:
+        values["class_names"] = tuple(str(n) for n in names)
+    for key in ("num_classes", "input_size"):
+        if key in values:
+            values[key] = int(values[key])
+    if "class_names" in values and "num_classes" not in values:
+        values["num_classes"] = len(values["class_names"])
+    try:
+        return ModelRecipe(**values)
+    except ModelError as err:
+        raise InputError(str(err), source) from err
+
+
+def expand_group(name: str, pattern: str, recipe: Any = None, trust_pickle: bool = False) -> list[Any]:
+    """Members of a group: run folders (with run.json) or checkpoint files matching a glob, sorted.
+
+    Checkpoint files become :class:`RunRef` objects carrying ``recipe`` and a run name taken
+    from the path (see :func:`~salience_audit.models.checkpoint.checkpoint_run_names`).
+    """
+    from salience_audit.audit.worker import RunRef
+    from salience_audit.models.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_run_names
+
+    found = sorted(glob.glob(pattern))
+    folders = [p for p in found if (Path(p) / "run.json").exists()]
+    files = [p for p in found if Path(p).is_file() and Path(p).suffix.lower() in CHECKPOINT_SUFFIXES]
+    if folders and files:
+        raise InputError(f"group {name!r}: {pattern!r} matches both run folders and checkpoint files; "
+                         "make the glob match one kind")
+    if folders:
+        return folders
+    if files:
+        if recipe is None:
+            raise InputError(
+                f"group {name!r}: {pattern!r} matches {len(files)} checkpoint file(s) (e.g. {files[0]}) without "
+                "run.json; say how to rebuild the network with --arch NAME (e.g. densenet121, timm:NAME) or "
+                "--model package.module:factory, plus --num-classes if not 2"
+            )
+        names = checkpoint_run_names(files)
+        return [RunRef(name=n, path=p, trust_pickle=trust_pickle, recipe=recipe) for n, p in zip(names, files)]
+    others = f" (it matches {len(found)} path(s) that are neither, e.g. {found[0]})" if found else ""
+    raise InputError(f"group {name!r}: no run folder (with run.json) matches {pattern!r}, nor does any checkpoint "
+                     f"file ({', '.join(CHECKPOINT_SUFFIXES)}){others}")
+
+
+def expand_map_group(name: str, pattern: str, match: str = "auto") -> list[Any]:
+    """Runs of precomputed maps: folders or ``.npz`` / ``.parquet`` files matching a glob, sorted."""
+    from salience_audit.audit.worker import RunRef
+    from salience_audit.models.checkpoint import checkpoint_run_names
+    from salience_audit.salience.precomputed import MapRun
+
+    found = sorted(p for p in glob.glob(pattern)
+                   if Path(p).is_dir() or Path(p).suffix.lower() in (".npz", ".parquet"))
+    if not found:
+        raise InputError(f"map group {name!r}: no folder of maps or .npz / .parquet file matches {pattern!r}")
+    names = checkpoint_run_names(found)
+    return [RunRef(name=n, maps=MapRun(p, match)) for n, p in zip(names, found)]
+
+
+def _group_patterns(items: list[str], flag: str = "--group") -> dict[str, str]:
     """``--group NAME=PATTERN`` flags as a mapping; a name given twice is refused (never silently replaced)."""
     groups: dict[str, str] = {}
     for item in items:
         if "=" not in item:
-            raise InputError(f"--group expects NAME=PATTERN, got {item!r}")
+            raise InputError(f"{flag} expects NAME=PATTERN, got {item!r}")
         name, pattern = item.split("=", 1)
         name = name.strip()
         if name in groups:
             raise InputError(
-                f"--group {name!r} is given twice ({groups[name]!r} and {pattern!r}); "
+                f"{flag} {name!r} is given twice ({groups[name]!r} and {pattern!r}); "
                 "give each group one pattern (a glob such as 'runs/xent-*' can match several folders)"
             )
         groups[name] = pattern
@@ -172,6 +268,7 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
 
     flags = {key: getattr(args, key) for key in AuditSettings.model_fields if hasattr(args, key)}
     flags["groups"] = _group_patterns(args.group) if args.group else None
+    flags["map_groups"] = _group_patterns(args.map_group, "--map-group") if args.map_group else None
     flags["manifests"] = list(args.manifest) or None
     flags["ood_manifests"] = list(args.ood_manifest) or None
     flags["trust_pickle"] = bool(args.trust_pickle) or None
@@ -186,17 +283,38 @@ def audit_settings(args: argparse.Namespace) -> AuditSettings:
     return settings_from_sources(config, _flag_values(args), args.config)
 
 
-def check_run_groups(groups: dict[str, str]) -> dict[str, list[str]]:
-    """Run folders of every group; a folder matched by two groups is refused, naming both."""
-    expanded = {name: expand_group(name, pattern) for name, pattern in groups.items()}
+def check_run_groups(settings: AuditSettings) -> dict[str, list[Any]]:
+    """Runs of every group (run folders, checkpoint files, precomputed maps).
+
+    A group is a pattern, or (config file) a mapping with ``pattern`` and its own recipe keys
+    (``arch``, ``model``, ...), which win over the global ones. A run folder or checkpoint
+    file matched by two groups is refused, naming both.
+    """
+    recipe_settings = {k: getattr(settings, k) for k in RECIPE_KEYS}
+    patterns: dict[str, str] = {}
+    expanded: dict[str, list[Any]] = {}
+    for name, entry in settings.groups.items():
+        if isinstance(entry, str):
+            pattern, recipe = entry, model_recipe(recipe_settings)
+        else:
+            own = {k: v for k, v in entry.model_dump().items() if v is not None and k != "pattern"}
+            pattern, recipe = entry.pattern, model_recipe({**recipe_settings, **own})
+        patterns[name] = pattern
+        expanded[name] = expand_group(name, pattern, recipe, settings.trust_pickle)
+    for name, pattern in settings.map_groups.items():
+        if name in expanded:
+            raise InputError(f"group name {name!r} is used by --group and --map-group")
+        patterns[name] = pattern
+        expanded[name] = expand_map_group(name, pattern, settings.human_map_match)
     owner: dict[str, str] = {}
-    for name, folders in expanded.items():
-        for folder in folders:
-            key = os.path.realpath(folder)
+    for name, members in expanded.items():
+        for member in members:
+            path = getattr(member, "path", None) or getattr(getattr(member, "maps", None), "where", None) or member
+            key = os.path.realpath(path)
             if key in owner and owner[key] != name:
                 raise InputError(
-                    f"run folder {folder} is in two groups: {owner[key]!r} ({groups[owner[key]]!r}) and "
-                    f"{name!r} ({groups[name]!r}); a run belongs to one group"
+                    f"run folder {path} is in two groups: {owner[key]!r} ({patterns[owner[key]]!r}) and "
+                    f"{name!r} ({patterns[name]!r}); a run belongs to one group"
                 )
             owner[key] = name
     return expanded
@@ -225,13 +343,16 @@ def run_audit_command(args: argparse.Namespace) -> int:
     settings = audit_settings(args)
     config = settings.audit_config()
     out = settings.out
-    groups = check_run_groups(settings.groups)
+    groups = check_run_groups(settings)
     datasets: dict[str, list] = {}
     ood_names: list[str] = []
     for items, is_ood in ((settings.manifests, False), (settings.ood_manifests, True)):
         for item in items:
             name, path = _split_named(str(item))
-            samples = read_manifest(path, root=settings.root, human_maps=settings.human_maps, dataset=name)
+            samples = read_manifest(path, root=settings.root, human_maps=settings.human_maps, dataset=name,
+                                    out_of_set=is_ood, label=settings.ood_label if is_ood else settings.label,
+                                    class_folders=settings.class_folders,
+                                    human_map_match=settings.human_map_match)
             samples = _audited_splits(samples, settings.splits, path)
             ds_name = name or (samples[0].dataset if samples else Path(path).stem)
             if ds_name in datasets:

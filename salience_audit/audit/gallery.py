@@ -108,6 +108,8 @@ def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, 
     images_u8: np.ndarray | None = None
     for group, members in refs.items():
         for ref in members:
+            if ref.maps is not None:  # precomputed maps: nothing to re-explain
+                continue
             model = ref.load(device)
             size = model.input_size
             x = torch.stack([load_image(datasets[ds][idx].path, size) for ds, idx, _ in picks]).to(device)

@@ -102,6 +102,15 @@ def _run_refs(
 
 def _run_info(ref: RunRef, group: str) -> dict[str, Any]:
     info: dict[str, Any] = {"group": group}
+    if ref.maps is not None:
+        info["maps"] = ref.maps.where
+        info["source"] = "precomputed maps"
+        return info
+    if ref.recipe is not None and ref.path is not None:
+        info["path"] = ref.path
+        info["arch"] = ref.recipe.label
+        info["source"] = "checkpoint file"
+        return info
     if ref.path is not None:
         info["path"] = ref.path
         try:
@@ -212,6 +221,7 @@ def _audit_locked(
     compare_with: str | Path | None,
 ) -> AuditResult:
     """The audit proper, with the output folder locked and every input checked."""
+    skipped = _model_free_groups(refs, config)
     meta = {
         "version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -228,6 +238,7 @@ def _audit_locked(
         },
         "noise_levels": list(config.noise_levels),
         "compare_with": None if compare_with is None else str(compare_with),
+        "skipped_measures": skipped,
         **registry.descriptions(config.measures),
     }
     _check_resume_compatible(out, meta)
@@ -254,6 +265,27 @@ def _audit_locked(
     return finalize(out, meta, rejected, report=report, compare_with=compare_with, refs=refs, datasets=checked, config=config)
 
 
+MODEL_MEASURES: tuple[str, ...] = ("noise", "transforms", "degradation", "deletion")
+"""Measures that need a model (forward passes on changed images); precomputed maps cannot give them."""
+
+
+def _model_free_groups(refs: dict[str, list[RunRef]], config: AuditConfig) -> dict[str, list[str]]:
+    """Groups of precomputed maps -> the configured measures they skip (one warning line per group)."""
+    skipped: dict[str, list[str]] = {}
+    for group, members in refs.items():
+        kinds = {m.maps is not None for m in members}
+        if kinds == {True, False}:
+            raise InputError(f"group {group!r} mixes precomputed maps and models; put them in separate groups")
+        if kinds == {True}:
+            skipped[group] = ["detection", *[m for m in config.measures if m in MODEL_MEASURES]]
+            warnings.warn(
+                f"group {group!r} holds precomputed maps (no model), so {', '.join(skipped[group])} are skipped "
+                "for it (they need a model); entropy, stability and human agreement are computed",
+                stacklevel=3,
+            )
+    return skipped
+
+
 def _run_human_shards(
     refs: dict[str, list[RunRef]], datasets: dict[str, list[Sample]], config: AuditConfig, store: ResultStore, out: Path
 ) -> None:
@@ -267,7 +299,16 @@ def _run_human_shards(
         return
     if HUMAN_GROUP in refs:
         raise InputError(f"the group name {HUMAN_GROUP!r} is reserved for the human annotations; rename that group")
-    map_size = native_map_size(next(iter(refs.values()))[0], config)
+    model_refs = [r for rs in refs.values() for r in rs if r.maps is None]
+    if model_refs:
+        map_size = native_map_size(model_refs[0], config)
+    else:  # only precomputed maps: the human maps are measured at the size of the first run's maps
+        from salience_audit.data.mapmatch import relative_key
+
+        first_run = next(iter(refs.values()))[0]
+        s = datasets[names[0]][0]
+        assert first_run.maps is not None
+        map_size = tuple(first_run.maps.read([(relative_key(s.key, s.path, None), s.path)]).shape[-2:])
     shards = plan_shards([HUMAN_GROUP], {n: datasets[n] for n in names}, config.shard_size)
     for shard in shards:
         if not store.is_done(shard.id):
@@ -364,6 +405,18 @@ def _input_size(refs: dict[str, list[RunRef]]) -> int | None:
         for r in rs:
             if r.model is not None:
                 return int(r.model.input_size)
+            if r.maps is not None:
+                continue
+            if r.recipe is not None:
+                if r.recipe.input_size is not None:
+                    return int(r.recipe.input_size)
+                if r.recipe.arch is not None and not r.recipe.arch.startswith("timm:"):
+                    from salience_audit.models.registry import get_spec
+
+                    return get_spec(r.recipe.arch).input_size
+                from salience_audit.device import resolve_device
+
+                return int(r.load(resolve_device("cpu")).input_size)
             if r.path is not None:
                 try:
                     meta = json.loads((Path(r.path) / "run.json").read_text(encoding="utf-8"))

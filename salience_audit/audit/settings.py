@@ -20,7 +20,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from salience_audit.audit.config import DEFAULT_MEASURES, DEFAULT_NOISE_LEVELS, MEASURES, AuditConfig, selectable_measures
 from salience_audit.schema import (
@@ -90,13 +101,33 @@ class ComputeSettings(BaseModel):
     def _known_method(cls, value: str) -> str:
         from salience_audit.salience.extract import METHODS
 
-        if value not in METHODS:
-            raise ValueError(f"unknown salience method {value!r}; known: {', '.join(METHODS)}")
+        if value not in METHODS and ":" not in value:  # package.module:function = a user explainer
+            raise ValueError(f"unknown salience method {value!r}; known: {', '.join(METHODS)}, "
+                             "or package.module:function for your own explainer")
         return value
 
     def audit_config(self) -> AuditConfig:
         """The computation settings as the :class:`AuditConfig` the engines and workers take."""
         return AuditConfig(**{key: getattr(self, key) for key in ComputeSettings.model_fields})
+
+
+Normalize = Annotated[StrictStr, Field(min_length=1)]
+
+
+class GroupSpec(BaseModel):
+    """A group in a config file with its own recipe: ``{pattern: ..., arch: ..., ...}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pattern: PathText = Field(description="glob of run folders or checkpoint files")
+    arch: PathText | None = None
+    model: PathText | None = None
+    num_classes: Count | None = None
+    class_names: Annotated[tuple[StrictStr, ...], BeforeValidator(comma_list)] | None = None
+    input_size: Annotated[StrictInt, Field(ge=8)] | None = None
+    normalize: Normalize | None = None
+    target_layer: PathText | None = None
+    classifier_layer: PathText | None = None
 
 
 class AuditSettings(ComputeSettings):
@@ -105,7 +136,36 @@ class AuditSettings(ComputeSettings):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # what to audit and where the results go
-    groups: dict[str, PathText] = Field(description="group name -> glob of run folders")
+    groups: dict[str, PathText | GroupSpec] = Field(
+        default_factory=dict, description="group name -> glob of run folders or checkpoint files (or a GroupSpec)"
+    )
+    map_groups: dict[str, PathText] = Field(
+        default_factory=dict, description="group name -> glob of precomputed-map runs (folders, .npz, .parquet)"
+    )
+    # how to rebuild checkpoint files (docs/byo.md); per group in a GroupSpec
+    arch: PathText | None = Field(default=None, description="architecture of checkpoint files (or timm:NAME)")
+    model: PathText | None = Field(default=None, description="package.module:factory or file.py:Class (runs it)")
+    num_classes: Count | None = Field(default=None, description="classifier outputs of checkpoint files")
+    class_names: Annotated[tuple[StrictStr, ...], BeforeValidator(comma_list)] | None = Field(
+        default=None, description="class names of checkpoint files, in output order"
+    )
+    input_size: Annotated[StrictInt, Field(ge=8)] | None = Field(default=None, description="input side in pixels")
+    normalize: Normalize | None = Field(default=None, description="imagenet, half, none or m1,m2,m3/s1,s2,s3")
+    target_layer: PathText | None = Field(default=None, description="salience layer (default: found automatically)")
+    classifier_layer: PathText | None = Field(default=None, description="final nn.Linear of checkpoint networks")
+    # data as it is
+    human_map_match: Literal["auto", "path", "stem"] = Field(
+        default="auto", description="maps matched by relative path then unambiguous stem, path only, or stem"
+    )
+    label: Literal["real", "synthetic"] | None = Field(
+        default=None, description="label of every image of a flat image folder given as an in-set dataset"
+    )
+    ood_label: Literal["real", "synthetic", "unknown"] | None = Field(
+        default=None, description="label of every image of a flat out-of-set folder (default unknown)"
+    )
+    class_folders: PathText | dict[StrictStr, StrictStr | StrictInt] | None = Field(
+        default=None, description="class sub-folder names, e.g. authentic=Real,gan=Synthetic"
+    )
     manifests: Annotated[list[PathText], BeforeValidator(one_or_many), Field(min_length=1)] = Field(
         description="test datasets: manifest CSVs or class-per-folder directories ([NAME=]PATH)"
     )
@@ -125,19 +185,23 @@ class AuditSettings(ComputeSettings):
     engine: Literal["local", "ray"] = Field(default="local", description="local or ray")
     address: PathText | None = Field(default=None, description="address of an existing Ray cluster")
 
-    @field_validator("groups", mode="before")
+    @field_validator("groups", "map_groups", mode="before")
     @classmethod
     def _groups_mapping(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ValueError(
                 f"expected a mapping of group name -> run-folder pattern (e.g. xent: 'runs/xent-*'), got {shown(value)}"
             )
-        if not value:
-            raise ValueError("give at least one group (NAME=PATTERN)")
         for name in value:
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"group names must be non-empty text, got {name!r}")
         return dict(value)
+
+    @model_validator(mode="after")
+    def _some_group(self) -> AuditSettings:
+        if not self.groups and not self.map_groups:
+            raise ValueError("give at least one group (--group NAME=PATTERN or --map-group NAME=PATTERN)")
+        return self
 
     @field_validator("splits", mode="after")
     @classmethod

@@ -34,8 +34,10 @@ from salience_audit.data.sample import Sample
 from salience_audit.device import resolve_device
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, load_run
+from salience_audit.models.checkpoint import ModelRecipe, load_checkpoint
 from salience_audit.results.schema import RowBuffer
 from salience_audit.results.store import ResultStore
+from salience_audit.salience.precomputed import MapRun
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
 
 _MODEL_CACHE: dict[str, AuditModel] = {}
@@ -50,18 +52,28 @@ class RunRef:
     model: AuditModel | None = None
     trust_pickle: bool = False
     """Allow a ``model.pt`` that is a pickled whole model (runs code from the file; see ``load_run``)."""
+    recipe: ModelRecipe | None = None
+    """Set when ``path`` is a bare checkpoint file: how to rebuild its network."""
+    maps: MapRun | None = None
+    """Set for a run of precomputed maps (no model: only map measures apply)."""
 
     def cache_key(self, device: torch.device) -> str | None:
         """Key of this run in the per-process model cache (None for an in-memory model)."""
-        return None if self.path is None else f"{self.path}@{device}@{self.trust_pickle}"
+        return None if self.path is None else f"{self.path}@{device}@{self.trust_pickle}@{self.recipe}"
 
     def load(self, device: torch.device) -> AuditModel:
         if self.model is not None:
             return self.model.to(device).eval()
+        if self.maps is not None:
+            raise InputError(f"run {self.name!r} is a set of precomputed maps ({self.maps.where}); it has no model")
         assert self.path is not None
-        key = f"{self.path}@{device}@{self.trust_pickle}"
+        key = f"{self.path}@{device}@{self.trust_pickle}@{self.recipe}"
         if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_run(self.path, trust_pickle=self.trust_pickle).to(device).eval()
+            if self.recipe is not None:
+                model = load_checkpoint(self.path, self.recipe, name=self.name)
+            else:
+                model = load_run(self.path, trust_pickle=self.trust_pickle)
+            _MODEL_CACHE[key] = model.to(device).eval()
         return _MODEL_CACHE[key]
 
 
@@ -131,6 +143,8 @@ def run_shard(
     ``samples`` is the whole dataset, or only the shard's own samples (``len(samples) ==
     len(shard)``, what the Ray engine sends); row indices are dataset positions either way.
     """
+    if any(ref.maps is not None for ref in runs):
+        return run_map_shard(shard, runs, samples, config, out_dir)
     t0 = time.perf_counter()
     store = ResultStore(out_dir)
     device = resolve_device(config.device)
@@ -207,6 +221,56 @@ def run_shard(
         side["rejected_line"] = np.asarray([r[1] for r in rejected], dtype=np.int64)
         side["rejected_reason"] = np.asarray([r[2] for r in rejected], dtype=str)
     store.write_shard(shard.id, rows, side)
+    return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
+
+
+HUMAN_MAP_READ_SIZE = 224
+"""Side at which human maps are read for precomputed-map runs before area-averaging to the map size."""
+
+
+def run_map_shard(
+    shard: Shard, runs: list[RunRef], samples: list[Sample], config: AuditConfig, out_dir: str
+) -> ShardReport:
+    """Audit a shard of a group of precomputed maps: no model, no image decoded.
+
+    Maps are read per batch (:meth:`MapRun.read`) for every run; only the measures that need
+    maps alone are computed (:meth:`BatchAuditor.process_maps`).
+    """
+    from salience_audit.data.images import load_map
+    from salience_audit.data.mapmatch import relative_key
+
+    t0 = time.perf_counter()
+    if any(ref.maps is None for ref in runs):
+        raise InputError(f"group {shard.group!r} mixes precomputed maps and models; put them in separate groups")
+    shard_samples = list(samples) if len(samples) == len(shard) else samples[shard.start : shard.stop]
+    auditor = BatchAuditor([RunExtractor(ref.name, None) for ref in runs],  # type: ignore[arg-type]
+                           config, shard.dataset, shard.group, HUMAN_MAP_READ_SIZE)
+    rows = RowBuffer()
+    rejected: list[tuple[str, int, str]] = []
+    sources = {ref.name: ref.maps.open() for ref in runs}  # type: ignore[union-attr]
+    for begin in range(0, len(shard_samples), config.batch_size):
+        part = shard_samples[begin : begin + config.batch_size]
+        keys = [(relative_key(s.key, s.path, None), s.path) for s in part]
+        maps = {name: source.read(keys) for name, source in sources.items()}
+        human = has = None
+        if "human" in config.measures and any(s.human_map for s in part):
+            human = torch.stack([load_map(s.human_map, HUMAN_MAP_READ_SIZE) if s.human_map
+                                 else torch.zeros(HUMAN_MAP_READ_SIZE, HUMAN_MAP_READ_SIZE) for s in part])
+            has = torch.tensor([bool(s.human_map) for s in part])
+        batch = BatchInput(
+            images=torch.zeros(len(part), 0),
+            labels=torch.tensor([s.label for s in part], dtype=torch.int64),
+            indices=np.arange(shard.start + begin, shard.start + begin + len(part)),
+            paths=[s.key or s.path for s in part],
+            human_maps=human,
+            has_human_map=has,
+        )
+        auditor.process_maps(batch, maps, rows)
+    side: dict[str, np.ndarray] = {}
+    for run_name, total in auditor.aggregates.map_sums.items():
+        side[f"mapsum::{run_name}::{shard.dataset}"] = total
+        side[f"mapcount::{run_name}::{shard.dataset}"] = np.asarray(auditor.aggregates.map_counts[run_name])
+    ResultStore(out_dir).write_shard(shard.id, rows, side)
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
 
 

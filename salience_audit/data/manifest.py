@@ -30,11 +30,13 @@ import io
 import logging
 import os
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 from salience_audit.atomic import atomic_write_text
+from salience_audit.data.mapmatch import MapFolder, relative_key
 from salience_audit.data.sample import CLASS_NAMES, Sample
 from salience_audit.errors import InputError
 from salience_audit.folders import AUDIT_MARKER
@@ -68,6 +70,14 @@ HEADER_SPLITS: frozenset[str] = frozenset({"train", "test", "audit"})
 
 STUDY_LABELS: dict[str, int] = {"real": 0, "synthetic": 1}
 HEADER_LABELS: dict[str, int] = {**STUDY_LABELS, "0": 0, "1": 1, "-1": -1, "unknown": -1}
+UNKNOWN_LABELS: frozenset[str] = frozenset({"unknown", "-1", ""})
+"""Labels read as -1 (no ground truth) in out-of-set manifests."""
+
+FOLDER_CLASSES: dict[str, int] = {"real": 0, "synthetic": 1, "fake": 1, "0": 0, "1": 1}
+"""Default class sub-folder names of folder datasets (compared case-insensitively)."""
+
+FLAT_LABELS: dict[str, int] = {"real": 0, "synthetic": 1, "unknown": -1}
+"""Values of ``label=`` for a flat folder of images."""
 
 MAX_LISTED_PROBLEMS = 50
 """At most this many problems are spelled out in the exception message (all are in ``.problems``)."""
@@ -138,29 +148,33 @@ def _resolve(path: str, base: str, allow_absolute: bool) -> str | None:
     return os.path.normpath(os.path.join(base, rel))
 
 
-def _map_index(folder: str) -> dict[str, str]:
-    """Map file stem -> path for the human maps in ``folder`` (top level only)."""
-    rank = {ext: i for i, ext in enumerate(MAP_EXTENSIONS)}
-    best: dict[str, tuple[int, str]] = {}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            stem, ext = os.path.splitext(entry.name)
-            order = rank.get(ext.lower())
-            if order is None or entry.name.startswith(".") or not entry.is_file():
-                continue
-            if stem not in best or order < best[stem][0]:
-                best[stem] = (order, entry.path)
-    return {stem: p for stem, (_, p) in best.items()}
-
-
-def _check_human_map_folder(human_maps: PathLike | None, problems: list[Problem]) -> dict[str, str] | None:
+def _check_human_map_folder(human_maps: PathLike | None, problems: list[Problem]) -> MapFolder | None:
     if human_maps is None:
         return None
     folder = os.fspath(human_maps)
     if not os.path.isdir(folder):
         problems.append(Problem(folder, None, "human-map folder does not exist or is not a directory"))
         return None
-    return _map_index(folder)
+    return MapFolder(folder, MAP_EXTENSIONS)
+
+
+def _attach_human_maps(
+    samples: list[Sample], index: MapFolder | None, base: str | None, mode: str, problems: list[Problem]
+) -> list[Sample]:
+    """Give each sample without a listed map its map from ``index`` (relative path, then safe stem)."""
+    if index is None or not samples:
+        return samples
+    todo = [i for i, s in enumerate(samples) if s.human_map is None]
+    keys = [(relative_key(samples[i].key, samples[i].path, base), samples[i].path) for i in todo]
+    found, clashes = index.match(keys, mode=mode)
+    for pos, message in clashes:
+        s = samples[todo[pos]]
+        problems.append(Problem(s.source, s.line or None, message))
+    out = list(samples)
+    for i, hit in zip(todo, found):
+        if hit is not None:
+            out[i] = replace(out[i], human_map=hit)
+    return out
 
 
 def _read_rows(path: str, problems: list[Problem]) -> list[tuple[int, list[str]]] | None:
@@ -218,12 +232,38 @@ class _RowChecker:
             return None
         return split
 
+    out_of_set: bool | None = None
+    """True: ``unknown``/-1/empty labels allowed; False: refused; None: as the format allows."""
+
     def label(self, line: int, value: str, allowed: dict[str, int]) -> int | None:
         label = allowed.get(value.lower())
+        if self.out_of_set and value.lower() in UNKNOWN_LABELS:
+            return -1
+        if label == -1 and self.out_of_set is False:
+            self.report(line, f"label {value!r} (unknown) is accepted in out-of-set manifests only (--ood-manifest); "
+                              "an in-set dataset needs Real or Synthetic labels")
+            return None
         if label is None:
             names = ", ".join(CLASS_NAMES) + (", 0, 1, unknown, -1" if "0" in allowed else "")
+            if value.lower() in UNKNOWN_LABELS:
+                names += "; 'unknown' or an empty label only in out-of-set manifests (--ood-manifest)"
             self.report(line, f"unknown label {value!r} (expected one of {names})")
         return label
+
+    base_kind: str = "--root"
+    """How the base of relative paths was chosen, for messages (``--root`` or ``the manifest's folder``)."""
+
+    def how(self, value: str, base: str, allow_absolute: bool) -> str:
+        """How a written path was resolved, spelled out for messages."""
+        if allow_absolute and os.path.isabs(value):
+            return "an absolute path, used as written"
+        note = ""
+        if value.startswith(("/", "\\")):
+            note = ("; a leading '/' means relative to --root in the study's CSV format"
+                    if not allow_absolute else "")
+        if self.base_kind == "--root":
+            return f"relative to --root {base}{note}"
+        return f"relative to {self.base_kind} {base} (pass --root to use another base){note}"
 
     def image(self, line: int, value: str, base: str, allow_absolute: bool, what: str = "path") -> str | None:
         if not value:
@@ -237,7 +277,8 @@ class _RowChecker:
             self.report(line, f"{what} {value!r} names the dataset root itself, not a file")
             return None
         if self.check_files and not os.path.isfile(resolved):
-            self.report(line, f"{what.replace('_', ' ')} file not found: {resolved}")
+            self.report(line, f"{what.replace('_', ' ')} file not found: {resolved} "
+                              f"({value!r} read as {self.how(value, base, allow_absolute)})")
             return None
         return resolved
 
@@ -249,13 +290,7 @@ class _RowChecker:
         return True
 
 
-def _lookup_map(index: dict[str, str] | None, image_path: str) -> str | None:
-    if index is None:
-        return None
-    return index.get(os.path.splitext(os.path.basename(image_path))[0])
-
-
-def _log_map_coverage(source: str, index: dict[str, str] | None, samples: list[Sample]) -> None:
+def _log_map_coverage(source: str, index: MapFolder | None, samples: list[Sample]) -> None:
     if index is None or not samples:
         return
     missing = sum(1 for s in samples if s.human_map is None)
@@ -273,19 +308,20 @@ def _read_study_csv(
     source: str,
     rows: list[tuple[int, list[str]]],
     root: str | None,
-    map_index: dict[str, str] | None,
     dataset: str,
     check_files: bool,
     problems: list[Problem],
+    out_of_set: bool | None = None,
 ) -> list[Sample]:
     if root is None:
         problems.append(Problem(
             source, rows[0][0],
             "this is an original-study manifest (no header, split,label,path); "
-            "its paths are relative to a dataset root, so a root folder is required",
+            "its paths (even those starting with '/') are relative to a dataset root, so a root folder is required (--root)",
         ))
         return []
     checker = _RowChecker(source, problems, check_files)
+    checker.out_of_set = out_of_set
     samples: list[Sample] = []
     for line, cells in rows:
         if len(cells) != 3:
@@ -300,7 +336,7 @@ def _read_study_csv(
             continue
         samples.append(Sample(
             path=resolved, label=label, split=split, dataset=dataset,
-            human_map=_lookup_map(map_index, resolved), source=source, line=line, key=cells[2],
+            source=source, line=line, key=cells[2],
         ))
     return samples
 
@@ -333,10 +369,10 @@ def _read_header_csv(
     source: str,
     rows: list[tuple[int, list[str]]],
     root: str | None,
-    map_index: dict[str, str] | None,
     dataset: str | None,
     check_files: bool,
     problems: list[Problem],
+    out_of_set: bool | None = None,
 ) -> list[Sample]:
     header_line, header = rows[0]
     columns = _parse_header(source, header_line, header, problems)
@@ -345,6 +381,9 @@ def _read_header_csv(
     base = root if root is not None else os.path.dirname(os.path.abspath(source))
     default_dataset = Path(source).stem
     checker = _RowChecker(source, problems, check_files)
+    checker.out_of_set = out_of_set
+    if root is None:
+        checker.base_kind = "the manifest's folder"
     samples: list[Sample] = []
     for line, cells in rows[1:]:
         if len(cells) != len(header):
@@ -359,8 +398,6 @@ def _read_header_csv(
         if "human_map" in columns and cells[columns["human_map"]]:
             human_map = checker.image(line, cells[columns["human_map"]], base, True, what="human_map")
             map_ok = human_map is not None
-        elif resolved is not None:
-            human_map = _lookup_map(map_index, resolved)
         if resolved is None or not checker.unique(line, resolved, written):
             continue
         if split is None or label is None or not map_ok:
@@ -374,22 +411,62 @@ def _read_header_csv(
     return samples
 
 
-def _class_of_folder(name: str) -> int | None:
-    return STUDY_LABELS.get(name.lower())
+def parse_class_folders(spec: str | Mapping[str, object] | None) -> dict[str, int]:
+    """Folder name (lower case) -> class of folder datasets.
+
+    ``None`` gives :data:`FOLDER_CLASSES`; ``"authentic=Real,gan=Synthetic"`` or a mapping
+    ``{"authentic": "Real", "gan": 1}`` replaces it (classes Real/Synthetic/0/1).
+    """
+    if spec is None:
+        return dict(FOLDER_CLASSES)
+    items = spec.items() if isinstance(spec, Mapping) else (
+        part.split("=", 1) if "=" in part else (part, "") for part in str(spec).split(",") if part.strip())
+    out: dict[str, int] = {}
+    for folder, cls in items:
+        label = {"real": 0, "synthetic": 1, "0": 0, "1": 1}.get(str(cls).strip().lower())
+        if label is None or not str(folder).strip():
+            raise InputError(f"class folders: expected FOLDER=Real or FOLDER=Synthetic entries, got {spec!r}")
+        out[str(folder).strip().lower()] = label
+    return out
+
+
+def _images_under(top: str, base: str) -> list[tuple[str, str]]:
+    """(path, key relative to ``base``) of every image file under ``top``, sorted, hidden files skipped."""
+    found: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        # hidden folders, and audit output folders written inside the dataset (their figures are no data)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not os.path.exists(os.path.join(dirpath, d, AUDIT_MARKER))
+        )
+        for name in sorted(filenames):
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            full = os.path.join(dirpath, name)
+            found.append((os.path.normpath(full), os.path.relpath(full, base).replace(os.sep, "/")))
+    return found
 
 
 def _read_class_folders(
     folder: str,
-    map_index: dict[str, str] | None,
     dataset: str,
     problems: list[Problem],
+    classes: dict[str, int],
+    flat_label: str | None,
+    out_of_set: bool | None,
 ) -> list[Sample]:
+    """A class-per-folder tree, or (with ``flat_label`` or no sub-folder at all) a flat folder of images."""
     found: dict[int, str] = {}
     others: list[str] = []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        label = _class_of_folder(entry.name)
+    subfolders = [e for e in sorted(os.scandir(folder), key=lambda e: e.name)
+                  if not e.name.startswith(".") and e.is_dir()]
+    all_classes = bool(subfolders) and all(e.name.lower() in classes for e in subfolders)
+    if not subfolders or (flat_label is not None and not all_classes):
+        return _read_flat_folder(folder, dataset, problems, flat_label, out_of_set)
+    if flat_label is not None:
+        log.warning("%s: read by its class sub-folders (%s); the flat-folder label %r does not apply to it",
+                    folder, ", ".join(e.name for e in subfolders), flat_label)
+    for entry in subfolders:
+        label = classes.get(entry.name.lower())
         if label is None:
             others.append(entry.name)
         elif label in found:
@@ -399,32 +476,50 @@ def _read_class_folders(
         else:
             found[label] = entry.name
     if others or not found:
-        listing = ", ".join(repr(n) for n in others) if others else "no sub-folders"
+        real = "/".join(n for n, c in classes.items() if c == 0)
+        fake = "/".join(n for n, c in classes.items() if c == 1)
         problems.append(Problem(
             folder, None,
-            f"a class-per-folder dataset needs sub-folders named Real and/or Synthetic "
-            f"(case-insensitive) and nothing else; found {listing}",
+            f"a class-per-folder dataset needs sub-folders named {real} (Real) and/or {fake} (Synthetic), "
+            f"case-insensitive, and nothing else; found {', '.join(repr(n) for n in others)}. Pass "
+            "--class-folders FOLDER=Real,FOLDER=Synthetic for other names, or --label real|synthetic "
+            "to take every image under the folder as one class",
         ))
         return []
     samples: list[Sample] = []
     for label in sorted(found):
-        class_dir = os.path.join(folder, found[label])
-        for dirpath, dirnames, filenames in os.walk(class_dir):
-            # hidden folders, and audit output folders written inside the dataset (their figures are no data)
-            dirnames[:] = sorted(
-                d for d in dirnames if not d.startswith(".") and not os.path.exists(os.path.join(dirpath, d, AUDIT_MARKER))
-            )
-            for name in sorted(filenames):
-                if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                    continue
-                full = os.path.join(dirpath, name)
-                key = os.path.relpath(full, folder).replace(os.sep, "/")
-                samples.append(Sample(
-                    path=os.path.normpath(full), label=label, split="test", dataset=dataset,
-                    human_map=_lookup_map(map_index, full), source=folder, line=0, key=key,
-                ))
+        for full, key in _images_under(os.path.join(folder, found[label]), folder):
+            samples.append(Sample(path=full, label=label, split="test", dataset=dataset, source=folder, line=0, key=key))
     if not samples:
         problems.append(Problem(folder, None, f"no images ({', '.join(IMAGE_EXTENSIONS)}) under the class folders"))
+    return samples
+
+
+def _read_flat_folder(
+    folder: str, dataset: str, problems: list[Problem], flat_label: str | None, out_of_set: bool | None
+) -> list[Sample]:
+    """Every image under ``folder`` with one label (``real``, ``synthetic``; ``unknown`` out-of-set only)."""
+    if flat_label is None:
+        if out_of_set:
+            flat_label = "unknown"
+            log.info("%s: a flat folder of out-of-set images; their label is unknown", folder)
+        else:
+            problems.append(Problem(folder, None, "a folder of images without class sub-folders needs their label: "
+                                    "pass --label real|synthetic (or put the images in Real/ and Synthetic/ "
+                                    "sub-folders)"))
+            return []
+    label = FLAT_LABELS.get(flat_label.lower())
+    if label is None:
+        problems.append(Problem(folder, None, f"--label must be real, synthetic or unknown, got {flat_label!r}"))
+        return []
+    if label == -1 and not out_of_set:
+        problems.append(Problem(folder, None, "--label unknown is accepted for out-of-set datasets only "
+                                "(--ood-manifest)"))
+        return []
+    samples = [Sample(path=full, label=label, split="test", dataset=dataset, source=folder, line=0, key=key)
+               for full, key in _images_under(folder, folder)]
+    if not samples:
+        problems.append(Problem(folder, None, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder"))
     return samples
 
 
@@ -438,16 +533,24 @@ def _read_one(
     dataset: str | None,
     check_files: bool,
     problems: list[Problem],
+    out_of_set: bool | None = None,
+    label: str | None = None,
+    class_folders: str | Mapping[str, object] | None = None,
+    human_map_match: str = "auto",
 ) -> list[Sample]:
     source = os.fspath(path)
     map_index = _check_human_map_folder(human_maps, problems)
     if os.path.isdir(source):
         name = dataset or Path(os.path.abspath(source)).name
-        samples = _read_class_folders(os.path.abspath(source), map_index, name, problems)
+        base = os.path.abspath(source)
+        samples = _read_class_folders(base, name, problems, parse_class_folders(class_folders), label, out_of_set)
+        samples = _attach_human_maps(samples, map_index, base, human_map_match, problems)
         _log_map_coverage(source, map_index, samples)
         return samples
     if not os.path.exists(source):
-        problems.append(Problem(source, None, "manifest not found"))
+        problems.append(Problem(source, None, "manifest not found (neither a CSV file nor a folder of images; "
+                                f"resolved against the current folder {os.getcwd()})"
+                                if not os.path.isabs(source) else "manifest not found"))
         return []
     if not os.path.isfile(source):  # a FIFO would block forever, a device would never end
         problems.append(Problem(
@@ -468,13 +571,16 @@ def _read_one(
         problems.append(Problem(source, 1, "empty manifest: no samples"))
         return []
     if _is_header(rows[0][1]):
-        samples = _read_header_csv(source, rows, root_str, map_index, dataset, check_files, problems)
+        samples = _read_header_csv(source, rows, root_str, dataset, check_files, problems, out_of_set)
+        base = root_str if root_str is not None else os.path.dirname(os.path.abspath(source))
         if len(rows) == 1:
             problems.append(Problem(source, rows[0][0], "empty manifest: a header but no samples"))
     else:
         samples = _read_study_csv(
-            source, rows, root_str, map_index, dataset or Path(source).stem, check_files, problems,
+            source, rows, root_str, dataset or Path(source).stem, check_files, problems, out_of_set,
         )
+        base = root_str
+    samples = _attach_human_maps(samples, map_index, base, human_map_match, problems)
     _log_map_coverage(source, map_index, samples)
     return samples
 
@@ -485,22 +591,39 @@ def read_manifest(
     human_maps: PathLike | None = None,
     dataset: str | None = None,
     check_files: bool = True,
+    out_of_set: bool | None = None,
+    label: str | None = None,
+    class_folders: str | Mapping[str, object] | None = None,
+    human_map_match: str = "auto",
 ) -> list[Sample]:
-    """Read one manifest (original-study CSV, header CSV, or class-per-folder directory).
+    """Read one manifest (original-study CSV, header CSV, class-per-folder or flat directory).
 
     Args:
-        path: the CSV file, or a directory holding ``Real/`` and/or ``Synthetic/``.
+        path: the CSV file, or a directory holding class sub-folders (``Real``/``Synthetic``,
+            ``real``/``fake``, ``0``/``1`` by default) or, with ``label``, any images.
         root: dataset root the paths are relative to. Required for the
-            original-study CSV; optional for the header CSV (default: the
-            manifest's folder); ignored for a directory.
-        human_maps: folder of human maps named like the images (same stem, any of
-            .png/.jpg/.jpeg/.bmp). An image without a map is allowed (it
+            original-study CSV (where a leading ``/`` still means "under root");
+            optional for the header CSV (default: the manifest's folder; absolute
+            paths are used as written); ignored for a directory.
+        human_maps: folder of human maps (.png/.jpg/.jpeg/.bmp) matched to the images by
+            relative path first, by stem only when unambiguous (see
+            :mod:`salience_audit.data.mapmatch`). An image without a map is allowed (it
             contributes cross-entropy only); their number is logged as a warning.
             In a header CSV a non-empty ``human_map`` cell takes precedence.
         dataset: dataset name given to every sample; by default the header CSV's
             ``dataset`` column, else the manifest's file stem (``progan.csv`` ->
             ``progan``) or the directory's name.
         check_files: check that every image (and listed human map) exists.
+        out_of_set: True for an out-of-set dataset: ``unknown``, ``-1`` and empty labels are
+            read as -1 (no ground truth), and a flat folder defaults to unknown. False: such
+            labels are refused. None (Python default): as each format allows (header CSV
+            accepts ``unknown``, the study CSV does not).
+        label: ``real``, ``synthetic`` or ``unknown`` for every image of a directory read
+            as a flat folder: one without sub-folders, or whose sub-folders are not all class
+            names (they are then walked, not taken as classes). A directory whose sub-folders
+            are all class names is read by class whatever ``label`` says (a warning is logged).
+        class_folders: class sub-folder names, ``"authentic=Real,gan=Synthetic"`` or a mapping.
+        human_map_match: ``auto``, ``path`` or ``stem`` (accept shared stems knowingly).
 
     Returns:
         The samples in manifest order (directory trees: Real then Synthetic,
@@ -508,10 +631,12 @@ def read_manifest(
         (relative to the directory for trees).
 
     Raises:
-        ManifestError: listing every problem found, each with file and line.
+        ManifestError: listing every problem found, each with file and line; a missing
+            file's message says how its path was resolved.
     """
     problems: list[Problem] = []
-    samples = _read_one(path, root, human_maps, dataset, check_files, problems)
+    samples = _read_one(path, root, human_maps, dataset, check_files, problems,
+                        out_of_set, label, class_folders, human_map_match)
     if problems:
         raise ManifestError(problems)
     return samples

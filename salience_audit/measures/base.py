@@ -196,9 +196,21 @@ class RunView:
         self._maps_up: Tensor | None = None
         self._score: Tensor | None = None
 
+    @classmethod
+    def of_maps(cls, name: str, maps: Tensor, input_size: int) -> RunView:
+        """A run known only by its maps (precomputed maps): no logits, no passes."""
+
+        def no_pass(*_: Any) -> Any:
+            raise RuntimeError(f"run {name!r} has precomputed maps only: no model to make a pass with")
+
+        return cls(name, SalienceOutput(maps=maps, logits=None, target=None),  # type: ignore[arg-type]
+                   explain=no_pass, forward=no_pass, input_size=input_size, variants={})
+
     @property
     def score(self) -> Tensor:
         """P(Synthetic) of the clean images, ``[B]`` float32."""
+        if self.clean.logits is None:
+            raise RuntimeError(f"run {self.name!r} has precomputed maps only: no score")
         if self._score is None:
             from salience_audit.models.scores import synthetic_probability
 
@@ -271,23 +283,14 @@ class Measure:
     def compute(self) -> Any:
         """Per-image values of every :meth:`update` so far, concatenated along the image dimension.
 
-        A function returning a dict gives a dict (each entry concatenated along dim 0; entries
-        that do not depend on the image, such as the noise amounts, are taken from the first
-        batch); one returning a tensor gives a tensor.
+        A function returning a dict gives a dict (each entry concatenated along dim 0, nested
+        dicts alike; entries listed in :attr:`constant_keys`, such as the noise amounts, are
+        taken from the first batch); tensors stay tensors, numpy arrays stay arrays.
         """
         state = getattr(self, "_state", [])
         if not state:
             raise RuntimeError(f"measure {self.name!r}: compute() before any update()")
-        first = state[0]
-        if isinstance(first, Mapping):
-            out: dict[str, Any] = {}
-            for key, value in first.items():
-                if key in self.constant_keys:
-                    out[key] = value
-                else:
-                    out[key] = torch.cat([s[key].detach().cpu() for s in state], dim=0)
-            return out
-        return torch.cat([s.detach().cpu() for s in state], dim=0)
+        return _concat(state, self.constant_keys)
 
     constant_keys: ClassVar[tuple[str, ...]] = ()
     """Keys of the functional's dict that describe the columns (amounts, variant names, pairs), not images."""
@@ -305,6 +308,16 @@ class Measure:
 
     def __repr__(self) -> str:
         return f"<measure {self.name!r}: {self.question}>"
+
+
+def _concat(parts: list[Any], constant_keys: tuple[str, ...] = ()) -> Any:
+    """Concatenate per-batch results along the image dimension (dicts walked, constants kept once)."""
+    first = parts[0]
+    if isinstance(first, Mapping):
+        return {k: first[k] if k in constant_keys else _concat([p[k] for p in parts]) for k in first}
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts, axis=0)
+    return torch.cat([p.detach().cpu() for p in parts], dim=0)
 
 
 def as_tensor(x: Any, name: str = "input") -> Tensor:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor, to_numpy
 from salience_audit.models.scores import synthetic_probability
 
@@ -32,6 +33,7 @@ def correct(logits: Tensor, labels: Tensor, threshold: float = 0.5) -> np.ndarra
     return right
 
 
+@accepts_numpy
 def detection(logits: Any, labels: Any | None = None, threshold: float = 0.5) -> dict[str, Tensor]:
     """Per-image ``score`` ``[B]`` (P(Synthetic)) and, with labels, ``correct`` ``[B]`` (1 / 0 / NaN)."""
     lg = as_tensor(logits, "logits")

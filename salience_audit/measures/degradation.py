@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from salience_audit.measures import similarity
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import (
     BatchContext,
     Emit,
@@ -71,6 +72,7 @@ def _mode_rows(clean: Any, outs: list[Any], score: Tensor, labels: Tensor, thres
     return rows
 
 
+@accepts_numpy
 def degradation(explainer: Any, images: Any, labels: Any, threshold: float = 0.5) -> dict[str, Tensor]:
     """Salience-guided degradation of each image, in both modes.
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import (
     BatchContext,
     Emit,
@@ -143,6 +144,7 @@ def _areas(
     return out
 
 
+@accepts_numpy
 def deletion(
     explainer: Any, images: Any, steps: int = 10, generator: torch.Generator | None = None,
     baseline: Baseline | Tensor = "blur",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor
 from salience_audit.salience.normalize import to_uint8_levels
 
@@ -41,6 +42,7 @@ def _entropy_bits(p: Tensor) -> Tensor:
     return -torch.special.xlogy(p, p).sum(dim=-1) / _LN2
 
 
+@accepts_numpy
 def level_histogram(maps01: Tensor) -> Tensor:
     """Counts ``[B, 256]`` (int64) of the 8-bit levels q = floor(255 S) of each map.
 
@@ -54,6 +56,7 @@ def level_histogram(maps01: Tensor) -> Tensor:
     return counts.view(batch, N_LEVELS)
 
 
+@accepts_numpy
 def histogram_entropy(maps01: Tensor) -> Tensor:
     """Histogram entropy in bits of the 8-bit version of each map.
 
@@ -66,6 +69,7 @@ def histogram_entropy(maps01: Tensor) -> Tensor:
     return _entropy_bits(counts / n_cells)
 
 
+@accepts_numpy
 def normalized_histogram_entropy(maps01: Tensor) -> Tensor:
     """Histogram entropy divided by its maximum: H / log2(min(h*w, 256)), in [0, 1].
 
@@ -80,6 +84,7 @@ def normalized_histogram_entropy(maps01: Tensor) -> Tensor:
     return entropy / math.log2(n_values)
 
 
+@accepts_numpy
 def spatial_entropy(maps01: Tensor) -> Tensor:
     """Normalised spatial entropy of each map: -sum_c P_c log2 P_c / log2(h*w), P = S / sum(S).
 
@@ -100,6 +105,7 @@ def spatial_entropy(maps01: Tensor) -> Tensor:
     return _entropy_bits(p) / math.log2(n_cells)
 
 
+@accepts_numpy
 def entropy(maps: Tensor | np.ndarray) -> dict[str, Tensor]:
     """The three entropies of maps ``[B, h, w]`` in [0, 1] (tensor or numpy array), each ``[B]`` float64.
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from salience_audit.measures import similarity
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import (
     BatchContext,
     Emit,
@@ -88,6 +89,7 @@ def _rows(
     return equi, inv, change
 
 
+@accepts_numpy
 def equivariance(explainer: Any, images: Any) -> dict[str, Any]:
     """Equivariance, invariance and score change of an explainer under the 12 transformations, per image.
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from salience_audit.measures import similarity
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor, to_numpy
 from salience_audit.salience.normalize import downscale, minmax_normalize
 
@@ -39,6 +40,7 @@ def _agreement(maps: Tensor, human: Tensor, has: Tensor | None) -> dict[str, np.
     return {HUMAN_SSIM: ssim_v, HUMAN_SPEARMAN: rank_v}
 
 
+@accepts_numpy
 def human_agreement(maps: Any, human_maps: Any, has_human_map: Any | None = None) -> dict[str, Tensor]:
     """Per-image agreement of model maps ``[B, h, w]`` with human maps ``[B, H', W']`` (tensors or arrays).
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from salience_audit.measures import similarity
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import (
     BatchContext,
     Emit,
@@ -87,6 +88,7 @@ def _curves(
     return {k: v for k, v in curves.items() if v}
 
 
+@accepts_numpy
 def noise_reaction(
     explainer: Any,
     images: Any,

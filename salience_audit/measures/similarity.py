@@ -24,6 +24,8 @@ import math
 import torch
 from torch import Tensor
 
+from salience_audit.measures.arrays import accepts_numpy
+
 from salience_audit.salience.normalize import to_uint8_levels
 
 #: SSIM constants of Wang et al. (2004), as scikit-image's defaults.
@@ -58,6 +60,7 @@ def ssim_window_size(h: int, w: int) -> int:
     return side if side % 2 == 1 else side - 1
 
 
+@accepts_numpy
 def ssim_uint8(a: Tensor, b: Tensor) -> Tensor:
     """Mean structural similarity of each pair of 8-bit maps, as scikit-image computes it.
 
@@ -207,6 +210,7 @@ _SSIM_CHUNK_CELLS = 1 << 16
 """Map cells per SSIM chunk (about one 224 x 224 map, 16 maps of 64 x 64)."""
 
 
+@accepts_numpy
 def ssim_maps(a01: Tensor, b01: Tensor) -> Tensor:
     """SSIM of maps in [0, 1]: :func:`ssim_uint8` on q = floor(255 S) of each map.
 
@@ -251,6 +255,7 @@ def pearson_rows(x: Tensor, y: Tensor) -> Tensor:
     return torch.where(denom > 0, (cov / safe).clamp(-1.0, 1.0), torch.zeros_like(cov))
 
 
+@accepts_numpy
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """Spearman rank correlation over the h*w cells of each map pair.
 
@@ -274,6 +279,7 @@ def topk_count(n_cells: int, fraction: float) -> int:
     return min(max(k, 1), n_cells)
 
 
+@accepts_numpy
 def topk_mask(maps: Tensor, fraction: float = 0.1) -> Tensor:
     """Boolean mask ``[B, h*w]`` of the k = :func:`topk_count` highest cells of each map.
 
@@ -289,6 +295,7 @@ def topk_mask(maps: Tensor, fraction: float = 0.1) -> Tensor:
     return torch.zeros(flat.shape, dtype=torch.bool, device=flat.device).scatter_(1, order, True)
 
 
+@accepts_numpy
 def topk_iou(a: Tensor, b: Tensor, fraction: float = 0.1) -> Tensor:
     """Intersection over union of the top-k cells of each map pair.
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from salience_audit.measures.arrays import accepts_numpy
 from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor
 from salience_audit.measures.similarity import average_ranks, pearson_rows, ssim_uint8, topk_count, topk_mask
 from salience_audit.salience.normalize import to_uint8_levels
@@ -50,6 +51,7 @@ def _pairs_and_index(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor, Tenso
     return pairs, first, second
 
 
+@accepts_numpy
 def pairwise_ssim(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     """SSIM between the 8-bit maps of every pair of runs, per image.
 
@@ -64,6 +66,7 @@ def pairwise_ssim(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     return pairs, values.view(n_pairs, batch)
 
 
+@accepts_numpy
 def pairwise_spearman(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     """Spearman rank correlation between the maps of every pair of runs, per image.
 
@@ -79,6 +82,7 @@ def pairwise_spearman(maps: Tensor) -> tuple[list[tuple[int, int]], Tensor]:
     return pairs, values.view(len(pairs), batch)
 
 
+@accepts_numpy
 def pairwise_topk_iou(maps: Tensor, fraction: float = 0.1) -> tuple[list[tuple[int, int]], Tensor]:
     """IoU of the top-k cells (k = ceil(fraction * h * w)) of every pair of runs, per image.
 
@@ -114,6 +118,7 @@ def stability_matrix(pair_means: Sequence[float] | np.ndarray | Tensor, n: int) 
     return matrix
 
 
+@accepts_numpy
 def stability(maps: Sequence[Tensor | np.ndarray] | Tensor | np.ndarray) -> dict[str, Tensor]:
     """Cross-run stability of the maps of the same B images from N >= 2 runs, per image and pair.
 

@@ -292,8 +292,11 @@ def load_run(run_dir: str | Path, trust_pickle: bool = False) -> AuditModel:
         meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read run metadata: {exc}", meta_path) from exc
-    if not isinstance(meta, dict) or "arch" not in meta:
-        raise InputError("run metadata needs at least the key 'arch'", meta_path)
+    if not isinstance(meta, dict) or ("arch" not in meta and "model" not in meta):
+        raise InputError("run metadata needs at least the key 'arch' (or 'model': package.module:factory)",
+                         meta_path)
+    if "model" in meta or str(meta.get("arch", "")).startswith("timm:"):
+        return _load_recipe_run(run_dir, meta, meta_path)
     arch = str(meta["arch"])
     try:
         spec = get_spec(arch)
@@ -340,6 +343,35 @@ def load_run(run_dir: str | Path, trust_pickle: bool = False) -> AuditModel:
     if order is not None:
         _reorder_outputs(model, order, meta_path)
     return model
+
+
+def _load_recipe_run(run_dir: Path, meta: dict[str, Any], meta_path: Path) -> AuditModel:
+    """A run folder whose network comes from user code (``"model"``) or timm (``"arch": "timm:NAME"``).
+
+    ``"model": "package.module:factory"`` imports and runs that code (it is named in the
+    run folder's own metadata, so auditing a run folder you did not write runs its code:
+    only audit folders you trust).
+    """
+    from salience_audit.models.checkpoint import ModelRecipe, load_checkpoint
+
+    normalize = None
+    if "mean" in meta and "std" in meta:
+        normalize = ",".join(str(float(v)) for v in meta["mean"]) + "/" + ",".join(str(float(v)) for v in meta["std"])
+    try:
+        recipe = ModelRecipe(
+            arch=None if "model" in meta else str(meta["arch"]),
+            model=str(meta["model"]) if "model" in meta else None,
+            num_classes=int(meta.get("num_classes", 2)),
+            class_names=tuple(meta["class_names"]) if "class_names" in meta else None,
+            input_size=int(meta["input_size"]) if "input_size" in meta else None,
+            normalize=normalize,
+            target_layer=meta.get("cam_layer") or meta.get("target_layer"),
+            classifier_layer=meta.get("classifier_layer"),
+        )
+        name = meta.get("name") or (f"{recipe.label}-seed{meta['seed']}" if "seed" in meta else run_dir.name)
+        return load_checkpoint(run_dir / MODEL_FILE, recipe, name=str(name))
+    except ModelError as exc:
+        raise InputError(str(exc), meta_path) from exc
 
 
 def load_trusted_module(path: str | Path, trust: bool = False) -> nn.Module:

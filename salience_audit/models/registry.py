@@ -226,30 +226,21 @@ def _build_imagenet(spec: ArchSpec, num_classes: int) -> nn.Module:
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a state-dict checkpoint with ``torch.load(..., weights_only=True)``.
+    """Read a state-dict checkpoint with ``torch.load(..., weights_only=True)`` (or safetensors).
 
-    Accepts a bare state dict or a dict holding it under ``"state_dict"`` or ``"model"``;
+    Accepts a bare state dict or a dict holding it under ``"state_dict"`` or ``"model"``
+    (other keys such as ``"optimizer"`` and ``"epoch"`` are ignored), and ``.safetensors``
+    files (optional package ``safetensors``);
     a common ``"module."`` prefix (``DataParallel`` or an ``AuditModel`` state dict) is
     removed. Raises ``InputError`` naming the file otherwise.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("checkpoint file not found", path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise InputError(
-            "the file holds pickled Python objects (e.g. a whole model saved with torch.save(model)) that "
-            "torch.load(weights_only=True) refuses; save model.state_dict() instead, or load a file you "
-            "trust with load_trusted_module(path, trust=True)",
-            path,
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - corrupt archives raise many types
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise InputError(
-            f"cannot read a PyTorch checkpoint ({type(exc).__name__}: {first}); is it a file written by torch.save?",
-            path,
-        ) from exc
+    if path.suffix.lower() == ".safetensors":
+        obj = _read_safetensors(path)
+    else:
+        obj = _torch_load_weights(path)
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
@@ -264,6 +255,42 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
     return state
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    """Tensors of a ``.safetensors`` file (the optional ``safetensors`` package; no code is run)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise InputError(
+            "reading .safetensors files needs the optional package 'safetensors' "
+            "(pip install 'salience-audit[byo]')",
+            path,
+        ) from exc
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - the reader raises several types on corrupt headers
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(f"cannot read a safetensors file ({type(exc).__name__}: {first})", path) from exc
+
+
+def _torch_load_weights(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure turned into an ``InputError``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputError(
+            "the file holds pickled Python objects (e.g. a whole model saved with torch.save(model)) that "
+            "torch.load(weights_only=True) refuses; save model.state_dict() instead, or load a file you "
+            "trust with load_trusted_module(path, trust=True)",
+            path,
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - corrupt archives raise many types
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(
+            f"cannot read a PyTorch checkpoint ({type(exc).__name__}: {first}); is it a file written by torch.save?",
+            path,
+        ) from exc
 
 
 def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -309,6 +336,15 @@ def _load_checkpoint(module: nn.Module, spec: ArchSpec, num_classes: int, path: 
         hint = f"the checkpoint seems to be for architecture {arch!r} with num_classes={n}"
     else:
         hint = "it does not match any registered architecture"
+    raise InputError(
+        f"checkpoint does not fit {spec.name} with num_classes={num_classes} "
+        f"({state_dict_mismatch(expected, got)}); {hint}",
+        path,
+    )
+
+
+def state_dict_mismatch(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, tuple[int, ...]]) -> str:
+    """How a checkpoint's parameter shapes ``got`` differ from a model's ``expected`` ones, in words."""
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     mismatched = [k for k in expected.keys() & got.keys() if expected[k] != got[k]]
@@ -320,10 +356,7 @@ def _load_checkpoint(module: nn.Module, spec: ArchSpec, num_classes: int, path: 
         details.append(f"{len(missing)} missing key(s), e.g. {missing[:3]}")
     if unexpected:
         details.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}")
-    raise InputError(
-        f"checkpoint does not fit {spec.name} with num_classes={num_classes} ({'; '.join(details)}); {hint}",
-        path,
-    )
+    return "; ".join(details)
 
 
 def build_model(name: str, num_classes: int = 2, weights: str | Path | None = None) -> nn.Module:

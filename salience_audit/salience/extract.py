@@ -21,7 +21,7 @@ parameter gradients (gradients are taken with ``torch.autograd.grad`` w.r.t. the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -131,12 +131,20 @@ class SalienceExtractor:
     def __init__(
         self,
         model: AuditModel,
-        method: str = "gradcam",
+        method: str | Callable[..., Any] = "gradcam",
         layer: str | None = None,
         scorecam_batch_size: int = 64,
     ) -> None:
-        if method not in METHODS:
-            raise ModelError(f"unknown salience method {method!r}; known methods: {', '.join(METHODS)}")
+        self.explainer: Callable[..., Any] | None = None
+        if callable(method) or (isinstance(method, str) and ":" in method):
+            from salience_audit.salience.explainers import resolve_explainer
+
+            self.explainer = resolve_explainer(method) if isinstance(method, str) else method
+            name = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
+            method = str(name)
+        elif method not in METHODS:
+            raise ModelError(f"unknown salience method {method!r}; known methods: {', '.join(METHODS)}, "
+                             "or package.module:function for your own explainer")
         if not isinstance(model, AuditModel):
             raise ModelError("SalienceExtractor needs an AuditModel (see AuditModel.from_module)")
         self.model = model
@@ -246,6 +254,8 @@ class SalienceExtractor:
         # Gradient methods need autograd even when called under no_grad / inference_mode.
         with torch.inference_mode(False), eval_mode(self.model):
             x = self._prepare(x01)
+            if self.explainer is not None:
+                return self._custom(x, target)
             if self.method == "cam":
                 return self._cam(x, target, create_graph)
             return self._torchcam(x, target)
@@ -265,6 +275,24 @@ class SalienceExtractor:
         if not create_graph:
             logits, maps = logits.detach(), maps.detach()
         return SalienceOutput(maps=maps, logits=logits, target=t)
+
+    def _custom(self, x: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput:
+        """Maps of a user explainer ``(model, images, target) -> [B, h, w]``, min-max normalised."""
+        assert self.explainer is not None
+        with torch.no_grad():
+            logits = self.model(x)
+        t = self._resolve_target(logits, target)
+        with torch.enable_grad():  # gradient explainers work even when called under no_grad
+            raw = self.explainer(self.model, x, t)
+        maps = torch.as_tensor(raw.detach() if isinstance(raw, Tensor) else raw).to(x.device, torch.float32)
+        if maps.dim() == 4 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        if maps.dim() != 3 or maps.shape[0] != x.shape[0]:
+            raise ModelError(f"explainer {self.method!r} returned maps of shape {tuple(maps.shape)}; "
+                             f"expected [B, h, w] with B = {x.shape[0]}")
+        if not bool(torch.isfinite(maps).all()):
+            raise ModelError(f"explainer {self.method!r} returned non-finite values (NaN or infinity)")
+        return SalienceOutput(maps=minmax_normalize(maps), logits=logits.detach(), target=t)
 
     def _torchcam(self, x: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput:
         cls = _TORCHCAM[self.method]

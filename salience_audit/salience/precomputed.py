@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +23,7 @@ from torch import Tensor
 from salience_audit.errors import InputError
 from salience_audit.salience.normalize import minmax_normalize
 
-__all__ = ["read_map", "read_maps"]
+__all__ = ["MAP_FILE_EXTENSIONS", "MapRun", "OpenMapRun", "load_map_array", "read_map", "read_maps"]
 
 Size = int | tuple[int, int]
 
@@ -125,3 +127,167 @@ def read_maps(
 def read_map(path: str | Path, size: Size | None = None, normalize: bool = False) -> Tensor:
     """One map ``[h, w]``; see :func:`read_maps`."""
     return read_maps([path], size=size, normalize=normalize)[0]
+
+
+# ---------------------------------------------------------------------- runs of precomputed maps
+
+MAP_FILE_EXTENSIONS: tuple[str, ...] = (".npy", ".pt", ".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+"""File types of a folder of precomputed maps, in order of preference for one image."""
+
+
+def load_map_array(path: str | Path) -> np.ndarray:
+    """One precomputed map file as float64 ``[h, w]`` (raw values, not yet normalised).
+
+    ``.npy`` (``np.load(allow_pickle=False)``) and ``.pt`` (``torch.load(weights_only=True)``,
+    a tensor) hold the values as saved; leading axes of size 1 are dropped. Image files
+    are read as by :func:`read_maps`: ``v / full scale`` of their sample type (8-bit /255,
+    16-bit /65535, float as is), colour converted to luminance L (warning given by the caller).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".pt":
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(obj, Tensor):
+                raise InputError(f"a .pt map must hold one tensor, got {type(obj).__name__}", path)
+            arr = obj.detach().to(torch.float64).numpy()
+        else:
+            arr = _load_gray(path)[0]
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt files raise many types
+        raise InputError(f"cannot read map file ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
+    return _as_map(arr, str(path))
+
+
+def _as_map(arr: Any, where: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2 or min(arr.shape) < 1:
+        raise InputError(f"a map must be 2-D [h, w], got shape {tuple(arr.shape)}", where)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"a map must hold real numbers, got dtype {arr.dtype}", where)
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise InputError("map holds non-finite values (NaN or infinity)", where)
+    return arr
+
+
+@dataclass(frozen=True)
+class MapRun:
+    """The precomputed maps of one run: a folder of files, or one ``.npz`` / ``.parquet`` file.
+
+    - **folder**: one file per image (``.npy``, ``.pt``, PNG/TIFF/BMP/JPEG of any bit depth),
+      matched to the images by :class:`~salience_audit.data.mapmatch.MapFolder`
+      (relative path first, stem only when unambiguous).
+    - **.npz**: one array per image, named by the image's relative path (or its stem).
+    - **.parquet**: columns ``path`` (relative image path or stem), ``height``, ``width``
+      and ``map`` (the ``height * width`` values, row-major).
+
+    Every map is min-max normalised per map, ``S = (v - min v) / (max v - min v)`` (constant
+    map -> zeros), the convention of the tool's own maps, so a file's scale (0-255, 0-65535,
+    raw CAM values) does not matter and an 8-bit map that spans 0-255 keeps its levels.
+    """
+
+    where: str
+    match: str = "auto"
+
+    @property
+    def kind(self) -> str:
+        """``folder``, ``npz`` or ``parquet``."""
+        suffix = Path(self.where).suffix.lower()
+        return {".npz": "npz", ".parquet": "parquet"}.get(suffix, "folder")
+
+    def open(self) -> OpenMapRun:
+        """Scan the folder (or read the file) once; the result reads maps for many batches."""
+        return OpenMapRun(self, *_map_source(self.where, self.kind))
+
+    def read(self, images: Sequence[tuple[str | None, str]]) -> Tensor:
+        """Maps of ``images`` (see :meth:`OpenMapRun.read`), scanning the source first."""
+        return self.open().read(images)
+
+
+@dataclass(frozen=True)
+class OpenMapRun:
+    """A :class:`MapRun` whose folder was scanned (or whose file was read)."""
+
+    run: MapRun
+    index: Any
+    source: Any
+
+    @property
+    def where(self) -> str:
+        return self.run.where
+
+    @property
+    def kind(self) -> str:
+        return self.run.kind
+
+    def read(self, images: Sequence[tuple[str | None, str]]) -> Tensor:
+        """Maps ``[B, h, w]`` (float32, [0, 1]) of images given as ``(relative key, path)``.
+
+        Raises ``InputError`` naming the image and where its map was looked for when one is
+        missing, ambiguous, unreadable or of another size than the others.
+        """
+        index, source = self.index, self.source
+        found, problems = index.match(list(images), mode=self.run.match)
+        if problems:
+            raise InputError(problems[0][1], self.where)
+        arrays = []
+        for (rel, path), hit in zip(images, found):
+            if hit is None:
+                how = f"relative path {rel!r} or " if rel else ""
+                raise InputError(f"no precomputed map for image {path} (looked for its {how}stem in {self.where})",
+                                 self.where)
+            arr = source(hit)
+            if arrays and arr.shape != arrays[0].shape:
+                raise InputError(f"map of {path} is {arr.shape[0]}x{arr.shape[1]}, others are "
+                                 f"{arrays[0].shape[0]}x{arrays[0].shape[1]}; a run's maps must share one size",
+                                 hit if self.kind == "folder" else self.where)
+            arrays.append(arr)
+        if not arrays:
+            return torch.zeros((0, 1, 1))
+        return minmax_normalize(torch.from_numpy(np.stack(arrays)).to(torch.float64)).float()
+
+
+def _map_source(where: str, kind: str) -> tuple[Any, Any]:
+    """(index, reader) of a map run: the folder is scanned, or the whole file read, once per call."""
+    from salience_audit.data.mapmatch import MapFolder
+
+    path = Path(where)
+    if kind == "folder":
+        if not path.is_dir():
+            raise InputError("folder of precomputed maps not found", path)
+        index = MapFolder(path, MAP_FILE_EXTENSIONS)
+        if not len(index):
+            raise InputError(f"no map files ({', '.join(MAP_FILE_EXTENSIONS)}) in this folder", path)
+        result: tuple[Any, Any] = (index, load_map_array)
+    elif kind == "npz":
+        try:
+            data = np.load(path, allow_pickle=False)
+            arrays = {k: data[k] for k in data.files}
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"cannot read .npz maps ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
+        result = (MapFolder.from_keys(where, list(arrays)), lambda k: _as_map(arrays[k], f"{where}[{k}]"))
+    else:
+        import pandas as pd
+
+        try:
+            table = pd.read_parquet(path, columns=["path", "height", "width", "map"])
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"cannot read Parquet maps; columns path, height, width, map are needed "
+                             f"({type(exc).__name__}: {str(exc)[:200]})", path) from exc
+        rows = {str(r.path): (int(r.height), int(r.width), r.map) for r in table.itertuples(index=False)}
+
+        def read_row(k: str) -> np.ndarray:
+            h, w, values = rows[k]
+            flat = np.asarray(values, dtype=np.float64)
+            if flat.size != h * w:
+                raise InputError(f"row {k!r}: {flat.size} values for a {h}x{w} map", path)
+            return _as_map(flat.reshape(h, w), f"{where}[{k}]")
+
+        result = (MapFolder.from_keys(where, list(rows)), read_row)
+    return result
