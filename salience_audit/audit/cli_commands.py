@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import shlex
 import sys
@@ -170,81 +169,6 @@ def _split_named(item: str) -> tuple[str | None, str]:
     return None, item
 
 
-RECIPE_KEYS: tuple[str, ...] = (
-    "arch", "model", "num_classes", "class_names", "input_size", "normalize", "target_layer", "classifier_layer",
-)
-"""Settings (flags or config keys, globally or per group) that describe checkpoint files."""
-
-
-def model_recipe(settings: dict[str, Any], source: str | None = None) -> Any:
-    """The :class:`ModelRecipe` of ``settings`` (None when neither ``arch`` nor ``model`` is set)."""
-    from salience_audit.errors import ModelError
-    from salience_audit.models.checkpoint import ModelRecipe
-
-    values = {k: settings[k] for k in RECIPE_KEYS if settings.get(k) is not None}
-    if "arch" not in values and "model" not in values:
-        return None
-    names = values.get("class_names")
-    if isinstance(names, str):
-        values["class_names"] = tuple(n.strip() for n in names.split(",") if n.strip())
-    elif names is not None:
-        values["class_names"] = tuple(str(n) for n in names)
-    for key in ("num_classes", "input_size"):
-        if key in values:
-            values[key] = int(values[key])
-    if "class_names" in values and "num_classes" not in values:
-        values["num_classes"] = len(values["class_names"])
-    try:
-        return ModelRecipe(**values)
-    except ModelError as err:
-        raise InputError(str(err), source) from err
-
-
-def expand_group(name: str, pattern: str, recipe: Any = None, trust_pickle: bool = False) -> list[Any]:
-    """Members of a group: run folders (with run.json) or checkpoint files matching a glob, sorted.
-
-    Checkpoint files become :class:`RunRef` objects carrying ``recipe`` and a run name taken
-    from the path (see :func:`~salience_audit.models.checkpoint.checkpoint_run_names`).
-    """
-    from salience_audit.audit.worker import RunRef
-    from salience_audit.models.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_run_names
-
-    found = sorted(glob.glob(pattern))
-    folders = [p for p in found if (Path(p) / "run.json").exists()]
-    files = [p for p in found if Path(p).is_file() and Path(p).suffix.lower() in CHECKPOINT_SUFFIXES]
-    if folders and files:
-        raise InputError(f"group {name!r}: {pattern!r} matches both run folders and checkpoint files; "
-                         "make the glob match one kind")
-    if folders:
-        return folders
-    if files:
-        if recipe is None:
-            raise InputError(
-                f"group {name!r}: {pattern!r} matches {len(files)} checkpoint file(s) (e.g. {files[0]}) without "
-                "run.json; say how to rebuild the network with --arch NAME (e.g. densenet121, timm:NAME) or "
-                "--model package.module:factory, plus --num-classes if not 2"
-            )
-        names = checkpoint_run_names(files)
-        return [RunRef(name=n, path=p, trust_pickle=trust_pickle, recipe=recipe) for n, p in zip(names, files)]
-    others = f" (it matches {len(found)} path(s) that are neither, e.g. {found[0]})" if found else ""
-    raise InputError(f"group {name!r}: no run folder (with run.json) matches {pattern!r}, nor does any checkpoint "
-                     f"file ({', '.join(CHECKPOINT_SUFFIXES)}){others}")
-
-
-def expand_map_group(name: str, pattern: str, match: str = "auto") -> list[Any]:
-    """Runs of precomputed maps: folders or ``.npz`` / ``.parquet`` files matching a glob, sorted."""
-    from salience_audit.audit.worker import RunRef
-    from salience_audit.models.checkpoint import checkpoint_run_names
-    from salience_audit.salience.precomputed import MapRun
-
-    found = sorted(p for p in glob.glob(pattern)
-                   if Path(p).is_dir() or Path(p).suffix.lower() in (".npz", ".parquet"))
-    if not found:
-        raise InputError(f"map group {name!r}: no folder of maps or .npz / .parquet file matches {pattern!r}")
-    names = checkpoint_run_names(found)
-    return [RunRef(name=n, maps=MapRun(p, match)) for n, p in zip(names, found)]
-
-
 def _group_patterns(items: list[str], flag: str = "--group") -> dict[str, str]:
     """``--group NAME=PATTERN`` flags as a mapping; a name given twice is refused (never silently replaced)."""
     groups: dict[str, str] = {}
@@ -290,6 +214,8 @@ def check_run_groups(settings: AuditSettings) -> dict[str, list[Any]]:
     (``arch``, ``model``, ...), which win over the global ones. A run folder or checkpoint
     file matched by two groups is refused, naming both.
     """
+    from salience_audit.audit.groups import RECIPE_KEYS, checkpoint_runs, map_runs, model_recipe
+
     recipe_settings = {k: getattr(settings, k) for k in RECIPE_KEYS}
     patterns: dict[str, str] = {}
     expanded: dict[str, list[Any]] = {}
@@ -300,12 +226,12 @@ def check_run_groups(settings: AuditSettings) -> dict[str, list[Any]]:
             own = {k: v for k, v in entry.model_dump().items() if v is not None and k != "pattern"}
             pattern, recipe = entry.pattern, model_recipe({**recipe_settings, **own})
         patterns[name] = pattern
-        expanded[name] = expand_group(name, pattern, recipe, settings.trust_pickle)
+        expanded[name] = checkpoint_runs(name, pattern, recipe, settings.trust_pickle)
     for name, pattern in settings.map_groups.items():
         if name in expanded:
             raise InputError(f"group name {name!r} is used by --group and --map-group")
         patterns[name] = pattern
-        expanded[name] = expand_map_group(name, pattern, settings.human_map_match)
+        expanded[name] = map_runs(name, pattern, settings.human_map_match)
     owner: dict[str, str] = {}
     for name, members in expanded.items():
         for member in members:

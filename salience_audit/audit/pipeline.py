@@ -279,8 +279,9 @@ def _model_free_groups(refs: dict[str, list[RunRef]], config: AuditConfig) -> di
         if kinds == {True}:
             skipped[group] = ["detection", *[m for m in config.measures if m in MODEL_MEASURES]]
             warnings.warn(
-                f"group {group!r} holds precomputed maps (no model), so {', '.join(skipped[group])} are skipped "
-                "for it (they need a model); entropy, stability and human agreement are computed",
+                f"group {group!r} holds precomputed maps (no model), so {', '.join(skipped[group])} "
+                f"{'is' if len(skipped[group]) == 1 else 'are'} skipped for it (they need a model); "
+                "entropy, stability and human agreement are computed",
                 stacklevel=3,
             )
     return skipped
