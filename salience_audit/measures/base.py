@@ -367,3 +367,27 @@ def explain_pass(explainer: Callable[..., SalienceOutput], images: Tensor, targe
     """One salience pass with the maps detached (what every measure reads)."""
     out = explainer(images, target=target)
     return SalienceOutput(maps=out.maps.detach(), logits=out.logits.detach(), target=out.target)
+
+
+def explain_variants(
+    explainer: Callable[..., SalienceOutput], variants: list[Tensor], batch_size: int = 64,
+    target: Tensor | None = None,
+) -> list[SalienceOutput]:
+    """Salience passes of several variants of the same B images, packed into passes of at most ``batch_size`` images.
+
+    As the audit's batch loop does: variants are concatenated (whole variants per pass), so a
+    pass is as large as allowed whatever B is; the outputs come back one per variant.
+    """
+    if not variants:
+        return []
+    b = variants[0].shape[0]
+    per_pass = max(1, batch_size // max(b, 1))
+    outs: list[SalienceOutput] = []
+    for start in range(0, len(variants), per_pass):
+        chunk = variants[start : start + per_pass]
+        x = chunk[0] if len(chunk) == 1 else torch.cat(chunk, dim=0)
+        out = explain_pass(explainer, x, None if target is None else target.repeat(len(chunk)))
+        for k in range(len(chunk)):
+            sl = slice(k * b, (k + 1) * b)
+            outs.append(SalienceOutput(maps=out.maps[sl], logits=out.logits[sl], target=out.target[sl]))
+    return outs

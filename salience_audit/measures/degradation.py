@@ -39,6 +39,7 @@ from salience_audit.measures.base import (
     as_explainer,
     as_tensor,
     explain_pass,
+    explain_variants,
     images_tensor,
     to_numpy,
 )
@@ -73,7 +74,9 @@ def _mode_rows(clean: Any, outs: list[Any], score: Tensor, labels: Tensor, thres
 
 
 @accepts_numpy
-def degradation(explainer: Any, images: Any, labels: Any, threshold: float = 0.5) -> dict[str, Tensor]:
+def degradation(
+    explainer: Any, images: Any, labels: Any, threshold: float = 0.5, batch_size: int = 64
+) -> dict[str, Tensor]:
     """Salience-guided degradation of each image, in both modes.
 
     ``images`` ``[B, 3, H, W]`` in [0, 1], ``labels`` ``[B]`` (0 Real, 1 Synthetic, -1 unknown);
@@ -86,7 +89,7 @@ def degradation(explainer: Any, images: Any, labels: Any, threshold: float = 0.5
     lab = as_tensor(labels, "labels").long().to(x.device)
     clean = explain_pass(explain, x)
     maps_up = upscale(clean.maps, int(x.shape[-1]))
-    outs = [explain_pass(explain, guided_blur(x, maps_up, mode=m)) for m in MODES]
+    outs = explain_variants(explain, [guided_blur(x, maps_up, mode=m) for m in MODES], batch_size)
     score = synthetic_probability(clean.logits)
     rows = _mode_rows(clean.maps, outs, score, lab, threshold)
     table = {k: np.stack([to_numpy(v) for v in values], axis=1) for k, values in rows.items()}

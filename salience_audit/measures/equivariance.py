@@ -35,6 +35,7 @@ from salience_audit.measures.base import (
     RunView,
     as_explainer,
     explain_pass,
+    explain_variants,
     images_tensor,
 )
 from salience_audit.models.scores import synthetic_probability
@@ -90,20 +91,21 @@ def _rows(
 
 
 @accepts_numpy
-def equivariance(explainer: Any, images: Any) -> dict[str, Any]:
+def equivariance(explainer: Any, images: Any, batch_size: int = 64) -> dict[str, Any]:
     """Equivariance, invariance and score change of an explainer under the 12 transformations, per image.
 
     ``images`` ``[B, 3, H, W]`` in [0, 1] (square; tensor or numpy array). Returns
     ``variants`` (the 12 names), ``equivariance``, ``invariance`` and
     ``transform_score_change``, each ``[B, 12]`` float64, and ``all`` their per-image means
-    over the variants (a dict of three ``[B]`` tensors).
+    over the variants (a dict of three ``[B]`` tensors). The 12 variants are explained in
+    passes of at most ``batch_size`` images, as in the audit.
     """
     explain = as_explainer(explainer)
     x = images_tensor(images)
     size = int(x.shape[-1])
     variants = [v for v in geometry.geometric_variants(size) if v.name != "identity"]
     clean = explain_pass(explain, x)
-    outs = [explain_pass(explain, moved) for moved in geometry.apply_all(variants, x)]
+    outs = explain_variants(explain, geometry.apply_all(variants, x), batch_size)
     equi, inv, change = _rows(upscale(clean.maps, size), synthetic_probability(clean.logits), outs, variants, size)
     table = {
         EQUIVARIANCE: torch.stack(equi, dim=1).double().cpu(),

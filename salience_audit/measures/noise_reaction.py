@@ -36,6 +36,7 @@ from salience_audit.measures.base import (
     as_explainer,
     as_tensor,
     explain_pass,
+    explain_variants,
     images_tensor,
     to_numpy,
 )
@@ -96,6 +97,7 @@ def noise_reaction(
     labels: Any | None = None,
     generator: torch.Generator | None = None,
     threshold: float = 0.5,
+    batch_size: int = 64,
 ) -> dict[str, Any]:
     """Reaction of an explainer's maps and scores to salt-and-pepper noise, per image.
 
@@ -106,6 +108,7 @@ def noise_reaction(
         amounts: noise amounts (0 is added when missing).
         labels: ``[B]`` true classes (0 Real, 1 Synthetic, -1 unknown) for ``noise_correct``.
         generator: the noise's random generator (on the images' device).
+        batch_size: images per salience pass (the noisy variants are packed, as in the audit).
 
     Returns ``amounts`` (the A amounts, ascending as given), ``noise_score``,
     ``noise_ssim``, ``noise_entropy`` (and with labels ``noise_correct``), each ``[B, A]``
@@ -116,8 +119,8 @@ def noise_reaction(
     levels = _levels(amounts)
     lab = None if labels is None else as_tensor(labels, "labels").long()
     clean = explain_pass(explain, x)
-    noisy = [explain_pass(explain, salt_and_pepper(x, a, generator=generator))
-             for a in levels if a > 0]
+    noisy = explain_variants(explain, [salt_and_pepper(x, a, generator=generator) for a in levels if a > 0],
+                             batch_size)
     curves = _curves(clean, noisy, levels, lab, threshold)
     out: dict[str, Any] = {"amounts": levels}
     for key, values in curves.items():
