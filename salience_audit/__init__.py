@@ -16,7 +16,8 @@ The stable surface (``import salience_audit as sa``):
 - ``sa.AuditConfig`` and ``sa.run_audit(groups, datasets, out_dir, config)``: the whole
   audit (rows, ``summary.json``, HTML report) over groups of runs and datasets;
 - ``sa.read_manifest(path)``: the images of a manifest CSV or class-per-folder directory;
-- ``sa.read_results(out_dir)``: the per-sample rows of an audit folder (a DataFrame).
+- ``sa.read_results(out_dir)``: an audit folder as an object (``.rows(...)`` lazy and filtered,
+  ``.summary()``, ``.report_path``; shown inline in Jupyter).
 
 Everything else lives in subpackages (``salience_audit.perturb``, ``.stats``, ``.results``,
 ``.report`` ...) and may change between versions. The names are loaded on first use, so
@@ -42,10 +43,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "AuditConfig": ("salience_audit.audit.config", "AuditConfig"),
     "run_audit": ("salience_audit.audit.pipeline", "run_audit"),
     "read_manifest": ("salience_audit.data.manifest", "read_manifest"),
-    "read_results": ("salience_audit.results.reader", "load_results"),
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = ["__version__", *sorted([*_EXPORTS, "read_results"])]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from salience_audit import measures
@@ -53,8 +53,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from salience_audit.audit.pipeline import run_audit
     from salience_audit.data.manifest import read_manifest
     from salience_audit.models.audit_model import AuditModel, load_run
-    from salience_audit.results.reader import load_results as read_results
     from salience_audit.salience.extract import SalienceExtractor
+
+
+def read_results(path: str):  # noqa: ANN201 - AuditResults, imported lazily (pandas/pyarrow)
+    """The audit folder at ``path`` as an :class:`~salience_audit.notebook.AuditResults` (rows, summary, report)."""
+    from salience_audit.notebook import AuditResults
+
+    return AuditResults(path)
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from salience_audit.audit.config import AuditConfig
+from salience_audit.cli_options import add_common_options, add_log_to_option
 from salience_audit.data.sample import Sample
 
 
@@ -31,6 +32,8 @@ class DemoSettings:
     alpha: float = 0.5
     width: int = 16
     audit_batch_size: int = 64
+    device: str = "cpu"
+    first_seed: int = 0
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -45,7 +48,7 @@ def _train_family(
     from salience_audit.training.trainer import train_run
 
     run_dirs = []
-    for seed in range(settings.seeds):
+    for seed in range(settings.first_seed, settings.first_seed + settings.seeds):
         config = TrainConfig(
             arch="small_cnn",
             loss=loss,
@@ -55,7 +58,7 @@ def _train_family(
             batch_size=settings.batch_size,
             step_size=max(1, int(settings.epochs * 0.8)),
             weights=None,
-            device="cpu",
+            device=settings.device,
             seed=seed,
             group=f"small_cnn-{loss}",
         )
@@ -97,7 +100,8 @@ def run_demo(
         measures=measures or ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human"),
         batch_size=settings.audit_batch_size,
         shard_size=256,
-        device="cpu",
+        device=settings.device,
+        seed=settings.first_seed,
     )
     test_ds = [_as_dataset(s, "demo-test") for s in test]
     ood_ds = [_as_dataset(s, "non-faces") for s in ood]
@@ -131,11 +135,14 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
             "five measures for both groups and write the HTML report."
         ),
     )
-    p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     p.add_argument("--seeds", type=int, help="runs per family (default 5)")
     p.add_argument("--epochs", type=int, help="training epochs per run (default 30)")
     p.add_argument("--quick", action="store_true", help="fewer seeds and epochs (for tests)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_common_options(
+        p, out_help="output folder (default: %(default)s)", out_default="demo-output", device_default="cpu",
+        seed_help="first seed of each family (runs S..S+N-1) and the audit's noise seed (default 0)",
+    )
+    add_log_to_option(p)
     p.set_defaults(func=_run_demo_command)
     return p
 
@@ -148,6 +155,15 @@ def _run_demo_command(args: argparse.Namespace) -> int:
         settings = replace(settings, seeds=args.seeds)
     if args.epochs is not None:
         settings = replace(settings, epochs=args.epochs)
+    if args.device is not None:
+        settings = replace(settings, device=args.device)
+    if args.seed is not None:
+        settings = replace(settings, first_seed=args.seed)
+    from salience_audit.tracking import log_audit, log_training_runs, open_trackers
+
+    trackers = open_trackers(args.log_to)
     result = run_demo(args.out, settings, progress=not args.quiet)
+    log_training_runs(trackers, [d for dirs in result["runs"].values() for d in dirs])
+    log_audit(trackers, result["audit"])
     print(f"report: {Path(result['report']).resolve()}")
     return 0

@@ -12,6 +12,7 @@ import pytest
 from fixtures_audit import audit_setup  # noqa: F401  (session fixture)
 
 from salience_audit.cli import main
+from salience_audit.errors import EXIT_BAD_INPUT
 
 
 def _study_csv(header_manifest: Path, dest: Path, root: Path) -> int:
@@ -121,7 +122,7 @@ def test_audit_config_file_equals_flags(audit_setup, tmp_path):  # noqa: F811
 def test_audit_missing_group_pattern_is_a_clear_error(audit_setup, tmp_path, capsys):  # noqa: F811
     code = main(["audit", "--group", "x=/nonexistent/run-*", "--manifest", str(audit_setup.manifest),
                  "--out", str(tmp_path / "o"), "--quiet"])
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "no run folder" in capsys.readouterr().err
 
 

@@ -221,5 +221,6 @@ def test_run_ray_gpu_placement_and_failure(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_run_ray_without_ray_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    with pytest.raises(SalienceAuditError, match=r"pip install 'salience-audit\[ray\]'"):
+    with pytest.raises(SalienceAuditError, match=r'pip install "salience-audit\[ray\]"') as info:
         engines.run_ray(_jobs()[:1], _config(), "/unused", lambda r: None)
+    assert info.value.exit_code == 3  # a missing optional dependency (docs/cli.md)

@@ -24,6 +24,7 @@ import pytest
 from fixtures_audit import AuditSetup, audit_setup  # noqa: F401  (session fixture)
 
 from salience_audit.cli import main as cli_main
+from salience_audit.errors import EXIT_BAD_INPUT
 from salience_audit.results.store import ResultStore
 
 SHARD_SIZE = 4
@@ -165,7 +166,7 @@ def test_changed_plan_in_same_folder_is_refused(
     before = sorted(p.name for p in (out / "results").iterdir())
     code = cli_main(_audit_args(audit_setup, out, measures="entropy,noise"))
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "different plan" in err and "measures" in err and str(out) in err
     assert sorted(p.name for p in (out / "results").iterdir()) == before
 

@@ -115,6 +115,11 @@ def test_model_measures_are_skipped_with_one_line(two_runs, tmp_path, capsys) ->
     lines = [line for line in err.splitlines() if "precomputed maps" in line]
     assert len(lines) == 1 and "detection, noise, transforms are skipped" in lines[0]
     assert set(pd.read_parquet(tmp_path / "o" / "results")["measure"]) == {"entropy", "entropy_norm", "spatial_entropy"}
+    from salience_audit.cli import main
+
+    assert main(["report", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report" / "report.md").read_text(encoding="utf-8")
+    assert "holds precomputed maps (no model): detection, noise, transforms need a model" in report
 
 
 def test_missing_map_names_the_image_and_the_folder(two_runs, tmp_path, capsys) -> None:
@@ -142,3 +147,24 @@ def test_numpy_maps_are_accepted_by_the_measure_functions() -> None:
                           similarity.ssim_maps(torch.from_numpy(maps[0]), torch.from_numpy(maps[1])).numpy())
     pairs, values = pairwise_ssim(maps)
     assert pairs == [(0, 1)] and isinstance(values, np.ndarray) and values.shape == (1, 3)
+
+
+def test_bad_map_files_are_skipped_on_request_and_no_image_is_decoded(two_runs, tmp_path, capsys) -> None:
+    import shutil
+
+    root, data = two_runs["root"], two_runs["data"]
+    maps = tmp_path / "maps"
+    shutil.copytree(root / "npy", maps)
+    (maps / "seed1" / "Synthetic" / "Synthetic_0.npy").write_bytes(b"not a numpy file")
+    images = tmp_path / "images"
+    shutil.copytree(data, images)
+    (images / "Real" / "Real_1.png").write_bytes(b"")  # a broken image: never decoded for maps
+    common = ["--map-group", f"m={maps / '*'}", "--manifest", str(images), "--measures", "entropy", *CLI]
+    code, _, err = audit(capsys, *common, "--out", str(tmp_path / "stop"))
+    assert code == 2 and "Synthetic_0.npy" in err and "cannot read map file" in err
+    code, out, err = audit(capsys, *common, "--on-bad-image", "skip", "--out", str(tmp_path / "skip"))
+    assert code == 0, err
+    rejected = pd.read_csv(tmp_path / "skip" / "rejected.csv")
+    assert list(rejected["path"]) == ["Synthetic/Synthetic_0.png"] and "precomputed map" in rejected["reason"][0]
+    got = rows(tmp_path / "skip", "entropy")
+    assert len(got) == 2 * 5 and "Synthetic/Synthetic_0.png" not in set(got["path"])

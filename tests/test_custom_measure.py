@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -44,8 +43,7 @@ def test_user_measure_reaches_rows_summary_and_report(tmp_path: Path, registered
                             gallery_size=1)
     result = sa.run_audit(groups, {"faces": datasets["faces"]}, tmp_path / "out", config=config, progress=False)
 
-    rows = sa.read_results(result.out_dir)
-    mine = rows[rows["measure"] == "map_sparsity"]
+    mine = sa.read_results(result.out_dir).rows(measure="map_sparsity").to_table().to_pandas()
     assert len(mine) == 4 * 12  # every run x image
     # Oracle: the same fraction computed here from an independent salience pass of one run.
     model = sa.load_run(groups["alpha"][0])
@@ -99,7 +97,3 @@ def test_registry_refuses_clashes() -> None:
         sa.measures.register(Clash)
     with pytest.raises(Exception, match="unknown measure"):
         sa.AuditConfig(measures=("no-such-measure",))
-
-
-def test_rows_frame_is_a_dataframe(tmp_path: Path) -> None:
-    assert isinstance(sa.read_results(tmp_path), pd.DataFrame)

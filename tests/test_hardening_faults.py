@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hardening_fixtures import FAST, audit, dataset, rgb_image, rows, runs, write_csv
+from salience_audit.errors import EXIT_BAD_INPUT, EXIT_WRITE_FAILED
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_output_folder_under_a_regular_file(tmp_path, capsys, setup):
     blocker = tmp_path / "file"
     blocker.write_text("I am a file")
     code, _, err = audit(capsys, *_args(setup, blocker / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT  # --out under a regular file: a bad path
     assert f"salience-audit: error: {blocker / 'out'}: cannot create the output folder: Not a directory" in err
 
 
@@ -72,7 +73,7 @@ def test_disk_full_while_writing_a_shard_then_resume(tmp_path, capsys, monkeypat
 
     monkeypatch.setattr(pq, "write_table", write_half_then_fail)
     code, _, err = audit(capsys, *_args(setup, out))
-    assert code == 2
+    assert code == EXIT_WRITE_FAILED
     written, shard = _final_name(calls[0]), _final_name(calls[1])
     assert f"salience-audit: error: {out / 'results' / shard}: cannot write result file: No space left on device" in err
     assert [p.name for p in (out / "results").glob("*.parquet")] == [written]
@@ -98,7 +99,7 @@ def test_disk_full_at_the_rename_leaves_no_result(tmp_path, capsys, monkeypatch,
 
     monkeypatch.setattr(os, "replace", replace)
     code, _, err = audit(capsys, *_args(setup, out))
-    assert code == 2
+    assert code == EXIT_WRITE_FAILED
     assert "cannot write result file: No space left on device" in err
     assert not list((out / "results").glob("*.parquet"))
     assert _no_temporary_files(out)
@@ -116,7 +117,7 @@ def test_disk_full_while_finishing(tmp_path, capsys, monkeypatch, setup, name):
 
     monkeypatch.setattr(os, "replace", replace)
     code, _, err = audit(capsys, *_args(setup, out))
-    assert code == 2
+    assert code == EXIT_WRITE_FAILED
     assert f"{out / name}: cannot write result file: No space left on device" in err
     assert not (out / name).exists() and _no_temporary_files(out)
     monkeypatch.setattr(os, "replace", real_replace)
@@ -137,7 +138,7 @@ def test_disk_full_while_writing_the_report(tmp_path, capsys, monkeypatch, setup
     monkeypatch.setattr(Path, "write_text", write_text)
     args = [a for a in _args(setup, out) if a != "--no-report"]
     code, _, err = audit(capsys, *args)
-    assert code == 2
+    assert code == EXIT_WRITE_FAILED
     assert f"{out / 'report' / 'index.html'}: cannot write the summary or report: No space left on device" in err
     assert f"run 'salience-audit report {out}'" in err
     assert len(list((out / "results").glob("*.parquet"))) == 3  # the results are complete

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image
 
 from hardening_fixtures import FAST, audit, flat_image, png16_rgb, rejected, rgb_image, rows, runs, write_csv
 from salience_audit.audit import worker
+from salience_audit.errors import EXIT_BAD_INPUT
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_bad_file_stops_with_file_line_and_problem(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(worker.RunRef, "load", lambda self, device: loaded.append(self) or 1 / 0)
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert err.startswith("salience-audit: error: ")
     assert f"{manifest}:4: " in err  # the manifest line
     assert str(tmp_path / "data" / bad) in err  # the file
@@ -103,7 +105,7 @@ def test_missing_file_is_a_manifest_error_with_line(tmp_path, capsys, run_patter
     manifest = write_csv(tmp_path / "m.csv", [("test", "Real", "a.png"), ("test", "Real", "gone.png")])
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:3: path file not found: {tmp_path / 'gone.png'}" in err
 
 
@@ -113,12 +115,13 @@ def test_directory_named_like_an_image(tmp_path, capsys, run_pattern):
     manifest = write_csv(tmp_path / "m.csv", [("test", "Real", "a.png"), ("test", "Real", "dir.png")])
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:3:" in err and "dir.png" in err
 
 
-def test_preflight_runs_before_the_model_pass_with_a_progress_bar(tmp_path, capsys, run_pattern):
+def test_preflight_runs_before_the_model_pass_with_a_progress_bar(tmp_path, capsys, monkeypatch, run_pattern):
     manifest, _ = _dataset_with_bad(tmp_path / "data", "empty")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # bars are drawn on terminals only
     flags = [f for f in FAST if f != "--quiet"]
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(tmp_path / "out"), *flags, "--on-bad-image", "skip")
@@ -178,7 +181,7 @@ def test_decompression_bomb_gives_a_clear_error(tmp_path, capsys, monkeypatch, r
     manifest = write_csv(tmp_path / "m.csv", [("test", "Real", n) for n in ("ok.png", "warn.png", "bomb.png")])
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:3: {tmp_path / 'warn.png'}: image is too large to decode safely" in err
     assert f"{manifest}:4: {tmp_path / 'bomb.png'}: image is too large to decode safely" in err
     code, _, _ = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
@@ -193,7 +196,7 @@ def test_every_image_bad_is_an_error_even_when_skipping(tmp_path, capsys, run_pa
     manifest = write_csv(tmp_path / "m.csv", [("test", "Real", "a.png"), ("test", "Real", "b.png")])
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(tmp_path / "out"), *FAST, "--on-bad-image", "skip")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "every image was rejected" in err
 
 
@@ -225,7 +228,7 @@ def test_file_broken_after_the_preflight_is_caught_in_the_pass(tmp_path, capsys,
     rgb_image(tmp_path / "i1.png", seed=1)  # good again for the pre-flight, broken once it has passed
     code, _, err = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest),
                          "--out", str(out), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"salience-audit: error: {manifest}:3: {tmp_path / 'i1.png'}: empty image file (0 bytes)" in err
 
 

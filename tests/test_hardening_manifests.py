@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from hardening_fixtures import FAST, audit, rejected, rgb_image, rows, runs, write_csv
+from salience_audit.errors import EXIT_BAD_INPUT
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_study_csv_problems_listed_together_with_lines(tmp_path, capsys, run_pat
         ("test", "Synthetic"),  # line 7: 2 columns
     ], header=None)
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest), "--root", str(images))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"salience-audit: error: {manifest}:2: expected 3 columns (split,label,path), found 4" in err
     assert "(6 problems in all)" in err
     for expected in (
@@ -60,7 +61,7 @@ def test_study_csv_problems_listed_together_with_lines(tmp_path, capsys, run_pat
 def test_study_csv_needs_a_root(tmp_path, capsys, run_pattern, images):
     manifest = write_csv(tmp_path / "progan.csv", [("test", "Real", "/f0.png")], header=None)
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:1: this is an original-study manifest" in err and "root folder is required" in err
 
 
@@ -95,7 +96,7 @@ def test_header_csv_problems(tmp_path, capsys, run_pattern, images):
         ("test", "Real", "sub/../../outside.png"),  # line 7
     ])
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     for expected in (
         f"{manifest}:3: expected 3 columns (split,label,path), found 2",
         f"{manifest}:4: unknown label 'maybe'",
@@ -109,7 +110,7 @@ def test_header_csv_problems(tmp_path, capsys, run_pattern, images):
 def test_unknown_column(tmp_path, capsys, run_pattern, images):
     manifest = write_csv(images / "m.csv", [("test", "Real", "f0.png")], header=("split", "label", "file"))
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:1: unknown column(s) 'file'" in err
 
 
@@ -129,14 +130,14 @@ def test_empty_and_unreadable_manifests(tmp_path, capsys, run_pattern, content, 
     manifest = tmp_path / "m.csv"
     manifest.write_bytes(content)
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert err.startswith(f"salience-audit: error: {manifest}")
     assert problem in err
 
 
 def test_manifest_that_does_not_exist(tmp_path, capsys, run_pattern):
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(tmp_path / "nope.csv"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert str(tmp_path / "nope.csv") in err
 
 
@@ -191,7 +192,7 @@ def test_missing_human_map_file_is_a_manifest_error(tmp_path, capsys, run_patter
     rgb_image(tmp_path / "data" / "f1.png")
     manifest.write_text(manifest.read_text() + "test,Real,f1.png,maps/gone.png\n")
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:3: human map file not found: {tmp_path / 'data' / 'maps' / 'gone.png'}" in err
 
 
@@ -199,7 +200,7 @@ def test_human_maps_folder_missing_or_partial(tmp_path, capsys, run_pattern, ima
     manifest = write_csv(images / "m.csv", [("test", "Real", f"f{k}.png") for k in range(3)])
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest),
                           "--human-maps", str(tmp_path / "no-such-folder"))
-    assert code == 2 and "human-map folder does not exist" in err
+    assert code == EXIT_BAD_INPUT and "human-map folder does not exist" in err
     maps = tmp_path / "maps"
     maps.mkdir()
     Image.fromarray(np.eye(16, dtype=np.uint8) * 255).save(maps / "f1.png")  # only f1 has a map
@@ -211,7 +212,7 @@ def test_corrupt_human_map_stops_or_is_rejected(tmp_path, capsys, run_pattern):
     manifest = _maps_dataset(tmp_path, {"ok.png": np.zeros((8, 8), dtype=np.uint8), "bad.png": b"not a png"})
     bad = tmp_path / "data" / "maps" / "bad.png"
     code, _, err = _audit(capsys, run_pattern, tmp_path, "--manifest", str(manifest))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:3: {tmp_path / 'data' / 'f1.png'}: human map {bad}: not an image file" in err
     out = tmp_path / "skip"
     code, _, _ = audit(capsys, "--group", f"g={run_pattern}", "--manifest", str(manifest), "--out", str(out),

@@ -18,6 +18,7 @@ import torch
 from hardening_fixtures import FAST, MLP, NaNOnBright, audit, flat_image, make_run, rejected, rgb_image, rows, runs, write_csv
 from salience_audit.cli import main
 from salience_audit.models.small_cnn import SmallCNN
+from salience_audit.errors import EXIT_BAD_INPUT
 
 
 @pytest.fixture()
@@ -45,7 +46,7 @@ def _audit(capsys, pattern, manifest, out, *extra):
 def test_target_layer_that_does_not_exist(tmp_path, capsys, data):
     run = _edit_meta(make_run(tmp_path / "r-0"), cam_layer="feature")
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"salience-audit: error: {run / 'run.json'}: r-0: no layer named 'feature' in SmallCNN" in err
     assert "closest names: features" in err
 
@@ -53,14 +54,14 @@ def test_target_layer_that_does_not_exist(tmp_path, capsys, data):
 def test_target_layer_without_spatial_output(tmp_path, capsys, data):
     _edit_meta(make_run(tmp_path / "r-0"), cam_layer="pool")
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "r-0: layer 'pool' gives (" in err and "not a spatial map [B, K, h, w]" in err
 
 
 def test_model_without_a_convolutional_layer(tmp_path, capsys, data):
     run = make_run(tmp_path / "r-0", module=MLP())
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out", "--trust-pickle")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{run / 'model.pt'}: the pickled model (MLP) has no convolutional layer for CAM" in err
 
 
@@ -68,7 +69,7 @@ def test_checkpoint_of_another_architecture(tmp_path, capsys, data):
     run = _edit_meta(make_run(tmp_path / "r-0"), arch="resnet18", input_size=224, cam_layer="layer4",
                      classifier_layer="fc")
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{run / 'model.pt'}: checkpoint does not fit resnet18 with num_classes=2" in err
     assert "the checkpoint seems to be for architecture 'small_cnn' with num_classes=2" in err
 
@@ -76,7 +77,7 @@ def test_checkpoint_of_another_architecture(tmp_path, capsys, data):
 def test_checkpoint_with_another_class_count(tmp_path, capsys, data):
     run = _edit_meta(make_run(tmp_path / "r-0"), num_classes=3)
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{run / 'model.pt'}: checkpoint does not fit small_cnn with num_classes=3" in err
     assert "checkpoint (2, 64) vs model (3, 64)" in err or "checkpoint (2,) vs model (3,)" in err
 
@@ -85,10 +86,10 @@ def test_corrupt_checkpoint_and_broken_run_json(tmp_path, capsys, data):
     run = make_run(tmp_path / "r-0")
     (run / "model.pt").write_bytes((run / "model.pt").read_bytes()[:500])
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out")
-    assert code == 2 and f"{run / 'model.pt'}: cannot read a PyTorch checkpoint" in err
+    assert code == EXIT_BAD_INPUT and f"{run / 'model.pt'}: cannot read a PyTorch checkpoint" in err
     (run / "run.json").write_text("{not json")
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out")
-    assert code == 2 and f"{run / 'run.json'}: cannot read run.json" in err
+    assert code == EXIT_BAD_INPUT and f"{run / 'run.json'}: cannot read run.json" in err
 
 
 def test_checkpoint_with_nan_weights_is_refused(tmp_path, capsys, data):
@@ -98,7 +99,7 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path, capsys, data):
     torch.save(state, run / "model.pt")
     for mode in ("stop", "skip"):
         code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / mode, "--on-bad-image", mode)
-        assert code == 2
+        assert code == EXIT_BAD_INPUT
         assert f"{run / 'model.pt'}: checkpoint holds non-finite values (NaN or infinity) in 1 tensor(s)" in err
         assert "classifier.weight" in err
 
@@ -120,12 +121,12 @@ def test_pickled_code_is_never_run_without_trust(tmp_path, capsys, data):
     marker = tmp_path / "pwned"
     run = make_run(tmp_path / "r-0", module=_Payload(marker))
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{run / 'model.pt'}: the file holds a pickled Python object" in err
     assert "Pass --trust-pickle" in err
     code = main(["score", "--runs", str(tmp_path / "r-*"), "--manifest", str(data), "--out", str(tmp_path / "s"),
                  "--device", "cpu", "--no-progress"])
-    assert code == 2 and "--trust-pickle" in capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and "--trust-pickle" in capsys.readouterr().err
     assert not marker.exists()
 
 
@@ -134,7 +135,7 @@ def test_pickled_whole_model_needs_the_trust_flag(tmp_path, capsys, data):
     make_run(tmp_path / "r-0", module=SmallCNN())
     make_run(tmp_path / "r-1", seed=1)
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "refused")
-    assert code == 2 and "refused" in err
+    assert code == EXIT_BAD_INPUT and "refused" in err
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out", "--trust-pickle")
     assert code == 0, err
     assert set(rows(tmp_path / "out")["run"]) == {"r-0", "r-1"}
@@ -150,7 +151,7 @@ def test_trust_flag_is_not_read_from_a_config_file(tmp_path, capsys, data):
     config.write_text("trust_pickle: true\n")
     code, _, err = audit(capsys, "--config", str(config), "--group", f"g={tmp_path / 'r-*'}",
                          "--manifest", str(data), "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{config}: trust_pickle: allowed on the command line only (--trust-pickle), not in a config file" in err
 
 
@@ -161,7 +162,7 @@ def test_yaml_config_with_a_python_object_tag_is_refused(tmp_path, capsys, data)
     runs(tmp_path / "runs", 1)
     code, _, err = audit(capsys, "--config", str(config), "--group", f"g={tmp_path / 'runs' / 'run-*'}",
                          "--manifest", str(data), "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"salience-audit: error: {config}:2: refused: could not determine a constructor for the tag" in err
     assert "python/object/apply:os.system" in err and "yaml.safe_load" in err
     assert not marker.exists()
@@ -174,7 +175,7 @@ def test_nan_logits_stop_the_audit_naming_the_run_and_image(tmp_path, capsys, da
     make_run(tmp_path / "r-0", module=NaNOnBright())
     make_run(tmp_path / "r-1", seed=1)
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out", "--trust-pickle")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "run 'r-0' (group 'g', dataset 'm') gives non-finite logits (NaN or infinity) on" in err
     assert f"i2.png ({data}:4)" in err and "--on-bad-image skip" in err
 
@@ -199,7 +200,7 @@ def test_nan_logits_skipped_images_are_listed_and_other_rows_are_clean(tmp_path,
 def test_infinite_logits_on_every_image_always_stop(tmp_path, capsys, data):
     make_run(tmp_path / "r-0", module=NaNOnBright(level=-10.0, value=float("inf")))
     code, _, err = _audit(capsys, tmp_path / "r-*", data, tmp_path / "out", "--trust-pickle", "--on-bad-image", "skip")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "run 'r-0' (group 'g', dataset 'm') gives non-finite logits (NaN or infinity) on every image" in err
     assert "the checkpoint is broken" in err
 
@@ -239,7 +240,7 @@ def test_stability_with_a_single_run_is_an_error(tmp_path, capsys, data):
     pattern = runs(tmp_path / "runs", 1)
     code, _, err = audit(capsys, "--group", f"g={pattern}", "--manifest", str(data), "--out", str(tmp_path / "out"),
                          "--device", "cpu", "--quiet", "--no-report", "--measures", "entropy,stability")
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert "stability needs at least two runs per group; group(s) ['g'] have one" in err
 
 
@@ -264,11 +265,11 @@ def test_run_names_must_be_unique(tmp_path, capsys, data):
     runs(tmp_path / "y", 1)
     code, _, err = audit(capsys, "--group", f"a={tmp_path / 'x' / 'run-*'}", "--group", f"b={tmp_path / 'y' / 'run-*'}",
                          "--manifest", str(data), "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2 and "run name 'run-0' appears in groups 'a' and 'b'" in err
+    assert code == EXIT_BAD_INPUT and "run name 'run-0' appears in groups 'a' and 'b'" in err
 
 
 def test_group_pattern_matching_nothing(tmp_path, capsys, data):
     rgb_image(tmp_path / "x.png")
     code, _, err = audit(capsys, "--group", f"g={tmp_path / 'nothing-*'}", "--manifest", str(data),
                          "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2 and "group 'g': no run folder (with run.json) matches" in err
+    assert code == EXIT_BAD_INPUT and "group 'g': no run folder (with run.json) matches" in err

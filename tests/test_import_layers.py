@@ -19,9 +19,11 @@ PACKAGE = Path(salience_audit.__file__).parent
 
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "profiles": 0,
     "atomic": 0,
     "device": 0,
     "jsonsafe": 0,
+    "progress": 0,
     "folders": 0,
     "schema": 0,
     "data": 1,
@@ -32,10 +34,14 @@ LAYERS: dict[str, int] = {
     "stats": 6,
     "results": 7,
     "report": 8,
+    "tracking": 8,
+    "cli_options": 8,
     "audit": 9,
     "training": 9,
     "demo": 10,
     "cli": 10,
+    "cli_config": 10,
+    "notebook": 10,
     "__init__": 10,
 }
 """Top-level module or package of ``salience_audit`` -> rank (imports only go to a lower or equal rank)."""

@@ -24,6 +24,7 @@ from PIL import Image
 from hardening_fixtures import FAST, NaNOnBright, audit, flat_image, make_run, rejected, rgb_image, rows, runs, write_csv
 from salience_audit.cli import main
 from salience_audit.data.images import load_image
+from salience_audit.errors import EXIT_BAD_INPUT
 from salience_audit.folders import AUDIT_MARKER
 
 
@@ -60,7 +61,7 @@ def test_a_group_name_given_twice_is_refused(tmp_path, capsys, data, run_pattern
     a, b = str(tmp_path / "A-*"), str(tmp_path / "B-*")
     code, _, err = audit(capsys, "--group", f"xent={a}", "--group", f"xent={b}", "--manifest", str(data),
                          "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"salience-audit: error: --group 'xent' is given twice ('{a}' and '{b}')" in err
     assert not (tmp_path / "out").exists()
 
@@ -69,7 +70,7 @@ def test_a_run_in_two_groups_is_refused_naming_both(tmp_path, capsys, data, run_
     run0 = run_pattern.replace("*", "0")
     code, _, err = audit(capsys, "--group", f"a={run_pattern}", "--group", f"b={run0}", "--manifest", str(data),
                          "--out", str(tmp_path / "out"), *FAST)
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"run folder {run0} is in two groups: 'a' ('{run_pattern}') and 'b' ('{run0}')" in err
     assert not (tmp_path / "out").exists()
 
@@ -108,7 +109,7 @@ def test_class_names_in_run_json_are_honoured(tmp_path, capsys, data):
 def test_class_names_that_do_not_name_synthetic_are_refused(tmp_path, capsys, data):
     run = _swapped_run(make_run(tmp_path / "src" / "r-0"), tmp_path / "r-0", ["cat", "dog"])
     code, _, err = audit(capsys, *_args(str(tmp_path / "r-*"), data, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{run / 'run.json'}: class_names ['cat', 'dog'] do not say which output is Synthetic" in err
 
 
@@ -123,7 +124,7 @@ def test_unfinished_run_is_refused_or_audited_and_marked(tmp_path, capsys, data)
     make_run(tmp_path / "r-0")
     run1 = _unfinished(make_run(tmp_path / "r-1", seed=1))
     code, _, err = audit(capsys, *_args(str(tmp_path / "r-*"), data, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{run1 / 'run.json'}: this training run did not finish (run.json says finished: false" in err
     assert "--allow-unfinished" in err
     out = tmp_path / "out2"
@@ -159,16 +160,16 @@ def test_fifo_and_device_manifests_are_refused(tmp_path, capsys, run_pattern):
     os.mkfifo(fifo)
     t0 = time.monotonic()
     code, _, err = audit(capsys, *_args(run_pattern, fifo, tmp_path / "out"))
-    assert code == 2 and time.monotonic() - t0 < 30
+    assert code == EXIT_BAD_INPUT and time.monotonic() - t0 < 30
     assert f"{fifo}: not a regular file (a pipe, device or socket)" in err
     code, _, err = audit(capsys, *_args(run_pattern, Path("/dev/zero"), tmp_path / "out"))
-    assert code == 2 and "/dev/zero: not a regular file" in err
+    assert code == EXIT_BAD_INPUT and "/dev/zero: not a regular file" in err
 
 
 def test_many_manifest_problems_do_not_point_at_a_python_attribute(tmp_path, capsys, run_pattern):
     manifest = write_csv(tmp_path / "m.csv", [("test", "maybe", f"x{k}.png") for k in range(60)])
     code, _, err = audit(capsys, *_args(run_pattern, manifest, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert ".problems" not in err and "more problem(s) not listed here" in err
 
 
@@ -194,11 +195,11 @@ def test_out_that_is_not_an_audit_folder_is_refused(tmp_path, capsys, data, run_
     (out / "summary.json").write_text('{"mine": true}')
     (out / ".draft.tmp").write_text("my notes")
     code, _, err = audit(capsys, *_args(run_pattern, data, out))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{out}: the output folder is not empty and is not an audit folder of this tool" in err
     assert "pass --force" in err
     code, _, err = audit(capsys, *_args(run_pattern, data, out, "--force"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{out}: --force: the audit would overwrite summary.json, which this tool did not write" in err
     assert sorted(p.name for p in out.iterdir()) == [".draft.tmp", "summary.json"]
     assert (out / "summary.json").read_text() == '{"mine": true}' and (out / ".draft.tmp").read_text() == "my notes"
@@ -222,7 +223,7 @@ def test_force_is_refused_in_a_config_file(tmp_path, capsys, data, run_pattern):
     config = tmp_path / "c.yaml"
     config.write_text("force: true\n")
     code, _, err = audit(capsys, "--config", str(config), *_args(run_pattern, data, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{config}: force: allowed on the command line only (--force), not in a config file" in err
 
 
@@ -243,7 +244,7 @@ def test_force_is_refused_in_a_config_file(tmp_path, capsys, data, run_pattern):
 )
 def test_bad_flag_values_are_refused_before_anything_is_written(tmp_path, capsys, data, run_pattern, flags, message):
     code, _, err = audit(capsys, *_args(run_pattern, data, tmp_path / "out", *flags))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"salience-audit: error: {message}" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -265,7 +266,7 @@ def test_bad_config_values_are_refused(tmp_path, capsys, data, run_pattern, text
     config = tmp_path / "c.yaml"
     config.write_text(text)
     code, _, err = audit(capsys, "--config", str(config), *_args(run_pattern, data, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert message in err and str(config) in err
     assert not (tmp_path / "out").exists()
 
@@ -280,7 +281,7 @@ def test_manifests_as_one_string_in_a_config_is_one_manifest(tmp_path, capsys, d
 
 def test_a_fixed_method_reruns_in_the_same_folder(tmp_path, capsys, data, run_pattern):
     out = tmp_path / "out"
-    assert audit(capsys, *_args(run_pattern, data, out, "--method", "gradcam++"))[0] == 2
+    assert audit(capsys, *_args(run_pattern, data, out, "--method", "gradcam++"))[0] == EXIT_BAD_INPUT
     assert not (out / "plan.json").exists()
     code, _, err = audit(capsys, *_args(run_pattern, data, out, "--method", "gradcampp"))
     assert code == 0, err
@@ -297,7 +298,7 @@ def test_a_fixed_method_reruns_in_the_same_folder(tmp_path, capsys, data, run_pa
 def test_score_refuses_meaningless_values(tmp_path, capsys, data, run_pattern, flags, message):
     code, _, err = _score(capsys, "--runs", run_pattern, "--manifest", str(data), "--out", str(tmp_path / "s"),
                           "--no-progress", *flags)
-    assert code == 2 and f"salience-audit: error: {message}" in err
+    assert code == EXIT_BAD_INPUT and f"salience-audit: error: {message}" in err
     assert not (tmp_path / "s").exists()
 
 
@@ -319,7 +320,7 @@ def test_nan_pixels_blame_the_image_in_audit_and_score(tmp_path, capsys, run_pat
     manifest = write_csv(tmp_path / "d" / "m.csv", [("test", "Real", f"i{k}.png") for k in range(3)]
                          + [("test", "Synthetic", "nan.tif")])
     code, _, err = audit(capsys, *_args(run_pattern, manifest, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{manifest}:5: {bad}: float image holds 1 NaN or infinite pixel value(s); the image is unusable" in err
     assert "run '" not in err  # not blamed on a run
     code, stdout, err = audit(capsys, *_args(run_pattern, manifest, tmp_path / "out", "--on-bad-image", "skip"))
@@ -327,7 +328,7 @@ def test_nan_pixels_blame_the_image_in_audit_and_score(tmp_path, capsys, run_pat
     assert rejected(tmp_path / "out")["path"].tolist() == ["nan.tif"]
     code, _, err = _score(capsys, "--runs", run_pattern, "--manifest", str(manifest), "--out", str(tmp_path / "s"),
                           "--no-progress")
-    assert code == 2 and f"{bad}: float image holds 1 NaN or infinite pixel value(s)" in err
+    assert code == EXIT_BAD_INPUT and f"{bad}: float image holds 1 NaN or infinite pixel value(s)" in err
 
 
 def test_float_image_outside_unit_range_is_refused(tmp_path, capsys, run_pattern):
@@ -335,7 +336,7 @@ def test_float_image_outside_unit_range_is_refused(tmp_path, capsys, run_pattern
     bad = _float_tiff(tmp_path / "d" / "hdr.tif", np.linspace(0, 4, 32 * 32).reshape(32, 32))
     manifest = write_csv(tmp_path / "d" / "m.csv", [("test", "Real", "ok.png"), ("test", "Synthetic", "hdr.tif")])
     code, _, err = audit(capsys, *_args(run_pattern, manifest, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{bad}: float image with values in [0, 4], outside [0, 1]; rescale it to [0, 1]" in err
 
 
@@ -379,7 +380,7 @@ def test_multi_frame_images_are_refused(tmp_path, capsys, run_pattern, kind):
     frames[0].save(bad, save_all=True, append_images=frames[1:])
     manifest = write_csv(tmp_path / "d" / "m.csv", [("test", "Real", "ok.png"), ("test", "Synthetic", bad.name)])
     code, _, err = audit(capsys, *_args(run_pattern, manifest, tmp_path / "out"))
-    assert code == 2
+    assert code == EXIT_BAD_INPUT
     assert f"{bad}: multi-frame image (2 frames: an animated {kind.upper()} or a multi-page file)" in err
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.conventions import Conventions
 from salience_audit.errors import ModelError
 from salience_audit.measures.base import BatchContext, Emit, RunView, to_numpy
 from salience_audit.measures.registry import selected
@@ -118,6 +119,8 @@ class BatchAuditor:
         self.group = group
         self.input_size = input_size
         self.measures = [m for m in selected(config.measures) if len(self.runs) >= m.needs.runs]
+        self.conventions = Conventions(config.profile)
+        """Profile-dependent operations (upscaling, guided blur, noisy images), handed to the measures."""
         self.aggregates = BatchAggregates()
         self.rejected: list[tuple[int, str]] = []
         """``(image index, reason)`` of images left out for non-finite logits (skip mode)."""
@@ -257,6 +260,7 @@ class BatchAuditor:
                 forward=functools.partial(self._forward, run),
                 input_size=self.input_size,
                 variants=ctx.variants,
+                upscale=self.conventions.upscale,
             )
             for measure in self.measures:
                 measure.run_rows(ctx, view, emit)
@@ -276,7 +280,8 @@ class BatchAuditor:
         emit = self._emitter(batch, deferred)
         ctx = self._context(batch, None)
         measures = [m for m in self.measures if m.needs.passes == 0 and not m.always]
-        views = [RunView.of_maps(name, run_maps, self.input_size) for name, run_maps in maps.items()]
+        views = [RunView.of_maps(name, run_maps, self.input_size, self.conventions.upscale)
+                 for name, run_maps in maps.items()]
         for view in views:
             for measure in measures:
                 measure.run_rows(ctx, view, emit)
@@ -296,6 +301,7 @@ class BatchAuditor:
             generator=generator,
             human_maps=batch.human_maps,
             has_human_map=batch.has_human_map,
+            conventions=self.conventions,
         )
 
     def _emitter(self, batch: BatchInput, rows: list[dict[str, object]]) -> Emit:

@@ -13,7 +13,9 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from salience_audit.audit.config import DEFAULT_MEASURES, MEASURES, load_config_file
-from salience_audit.errors import InputError
+from salience_audit.cli_options import add_common_options, add_log_to_option
+from salience_audit.errors import InputError, UsageError
+from salience_audit.profiles import PROFILES
 
 if TYPE_CHECKING:
     from salience_audit.audit.settings import AuditSettings
@@ -29,7 +31,6 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
             "the report to OUT/report/index.html. Running the same command again resumes."
         ),
     )
-    p.add_argument("--config", metavar="FILE", help="YAML or TOML file with the same settings as the flags (flags win)")
     p.add_argument(
         "--group",
         action="append",
@@ -53,20 +54,23 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--root", help="dataset root joined to manifest paths (original-study CSVs)")
     p.add_argument("--human-maps", metavar="DIR", help="folder of human annotation maps named like the images")
-    p.add_argument("--out", help="output folder (default: audit-output)")
     p.add_argument(
         "--measures",
         help=f"comma-separated measures out of {','.join(MEASURES)}, or 'all' (default: {','.join(DEFAULT_MEASURES)})",
     )
     p.add_argument("--method", help="salience method: cam, gradcam (default), gradcampp, layercam, scorecam")
+    p.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="conventions of the measures: default (corrected definitions) or study (the original study's "
+        "published code, bit for bit where it is deterministic, to compare with the paper; docs/fidelity.md)",
+    )
     p.add_argument("--target", choices=["predicted", "label"], help="class explained: predicted (default) or the true label")
     p.add_argument("--batch-size", type=int, help="images per model pass (default 32)")
     p.add_argument("--shard-size", type=int, help="images per result shard, the unit of resume and distribution (default 1024)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA")
     p.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format on CUDA")
-    p.add_argument("--seed", type=int, help="seed of the salt-and-pepper noise (default 0)")
     p.add_argument("--deletion-steps", type=int, help="points of the deletion/insertion curves minus one (default 10)")
     p.add_argument(
         "--threshold",
@@ -138,8 +142,14 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--address", help="address of an existing Ray cluster (with --engine ray), e.g. auto or ray://head:10001")
     p.add_argument("--compare-with", metavar="AUDIT_DIR", help="another audit folder to compare with in the report")
     p.add_argument("--no-report", action="store_true", help="write results and summary only")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_audit_command)
+    add_common_options(
+        p, out_help="output folder (default: audit-output)", out_default=None,
+        seed_help="seed of the salt-and-pepper noise (default 0)",
+        config_help="YAML or TOML file with the same settings as the flags, plus 'groups' and 'manifests' "
+        "(flags win)",
+    )
+    add_log_to_option(p)
+    p.set_defaults(func=run_audit_command, reads_own_config=True)
     return p
 
 
@@ -149,7 +159,7 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="(re)write summary.json and the HTML/Markdown report of an audit folder",
         description="Rebuild OUT/summary.json and OUT/report/ from the results of an audit, optionally comparing two audits.",
     )
-    p.add_argument("audit_dir", help="an audit output folder")
+    p.add_argument("audit_dir", nargs="?", help="an audit output folder (or give it as --out)")
     p.add_argument("--compare-with", metavar="AUDIT_DIR", help="another audit folder (e.g. another architecture)")
     p.add_argument(
         "--sample-capacity",
@@ -157,6 +167,11 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="per-image values kept per measure x group x dataset (default 50000); beyond, CIs are normal and tests "
         "use a uniform sample of N images",
+    )
+    add_common_options(
+        p, out_help="the audit folder whose summary.json and report/ are (re)written (same as AUDIT_DIR)",
+        out_default=None, device=False,
+        seed_help="seed of the bootstrap confidence intervals and of the per-image samples (default 0)",
     )
     p.set_defaults(func=run_report_command)
     return p
@@ -266,7 +281,10 @@ def run_audit_command(args: argparse.Namespace) -> int:
     from salience_audit.audit.pipeline import run_audit
     from salience_audit.data.manifest import read_manifest
 
+    from salience_audit.tracking import log_audit, open_trackers
+
     settings = audit_settings(args)
+    trackers = open_trackers(settings.log_to)  # a missing tracker extra stops here, before any work
     config = settings.audit_config()
     out = settings.out
     groups = check_run_groups(settings)
@@ -302,6 +320,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
         force=settings.force,
         allow_unfinished=settings.allow_unfinished,
     )
+    log_audit(trackers, out)
     print(f"results: {result.results_dir}")
     if result.summary_path:
         print(f"summary: {result.summary_path}")
@@ -317,7 +336,12 @@ def run_report_command(args: argparse.Namespace) -> int:
     from salience_audit.report.render.html import write_report
     from salience_audit.report.summary.build import write_summary
 
-    out = Path(args.audit_dir)
+    if args.audit_dir and args.out and Path(args.audit_dir) != Path(args.out):
+        raise UsageError(f"two audit folders given: {args.audit_dir} and --out {args.out}; give one")
+    if not (args.audit_dir or args.out):
+        raise UsageError("give the audit folder: salience-audit report AUDIT_DIR (or --out AUDIT_DIR)")
+    out = Path(args.audit_dir or args.out)
+    seed = args.seed or 0
     if not (out / "audit.json").exists():
         raise InputError("not an audit folder (no audit.json inside)", out)
     from salience_audit.report.summary.accumulate import DEFAULT_CAPACITY
@@ -329,8 +353,8 @@ def run_report_command(args: argparse.Namespace) -> int:
 
     with AuditFolderLock(out, command="salience-audit " + " ".join(shlex.quote(a) for a in sys.argv[1:])):
         try:
-            write_summary(out, capacity=capacity)
-            path = write_report(out, compare_with=args.compare_with, capacity=capacity)
+            write_summary(out, capacity=capacity, seed=seed)
+            path = write_report(out, compare_with=args.compare_with, capacity=capacity, seed=seed)
         except OSError as err:  # full disk, permissions
             from salience_audit.results.store import StoreWriteError
 

@@ -11,6 +11,7 @@ import yaml
 from salience_audit.errors import InputError
 from salience_audit.measures import registry
 from salience_audit.perturb.noise import NOISE_LEVELS
+from salience_audit.profiles import DEFAULT_PROFILE
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
 """The built-in measures an audit can compute (detection, score and correctness, is always computed).
@@ -52,6 +53,8 @@ class AuditConfig:
         gallery_size: example images per dataset in the report gallery.
         threshold: decision threshold on the "Synthetic" probability: an image is called
             Synthetic when its score is above it (accuracy, APCER, BPCER, ACER, correctness).
+        profile: ``default`` (corrected definitions) or ``study`` (the original study's
+            conventions, bit for bit where its code is deterministic; docs/fidelity.md).
     """
 
     method: str = "gradcam"
@@ -69,6 +72,7 @@ class AuditConfig:
     on_bad_image: str = "stop"
     gallery_size: int = 3
     threshold: float = 0.5
+    profile: str = DEFAULT_PROFILE
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,7 +97,12 @@ class AuditConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown audit setting(s) {unknown}; known: {sorted(known)}", source)
-        return cls(**data)
+        try:
+            return cls(**data)
+        except InputError as err:  # name the config file the bad value came from
+            if err.path is None and source is not None:
+                raise InputError(err.problem, source) from err
+            raise
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

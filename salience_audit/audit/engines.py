@@ -34,7 +34,7 @@ from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.plan import Shard
 from salience_audit.audit.worker import RunRef, ShardReport, run_shard
 from salience_audit.data.sample import Sample
-from salience_audit.errors import SalienceAuditError
+from salience_audit.errors import SalienceAuditError, require_extra
 
 ENGINES = ("local", "ray")
 
@@ -117,13 +117,8 @@ def run_ray(
             this package, e.g. ``{"py_modules": ["/path/to/salience_audit"]}`` or a
             ``pip`` list on a cluster that can install packages).
     """
-    try:
-        import ray
-        from ray.exceptions import RayError
-    except ImportError as err:
-        raise SalienceAuditError(
-            "the ray engine needs Ray: pip install 'salience-audit[ray]' (or pip install 'ray[default]')"
-        ) from err
+    ray = require_extra("ray", "ray", "the ray engine")
+    RayError = require_extra("ray.exceptions", "ray", "the ray engine").RayError  # noqa: N806 - a class
     if not jobs:
         return
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import torch
 
 from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.conventions import Conventions
 from salience_audit.audit.worker import RunRef
 from salience_audit.data.images import load_image
 from salience_audit.data.sample import Sample
@@ -115,7 +116,9 @@ def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, 
             x = torch.stack([load_image(datasets[ds][idx].path, size) for ds, idx, _ in picks]).to(device)
             if images_u8 is None:
                 images_u8 = (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-            extractor = SalienceExtractor(model, config.method)
+            extractor = SalienceExtractor(
+                model, config.method, grad_before_inplace=Conventions(config.profile).grad_before_inplace
+            )
             try:
                 maps = extractor(x).maps.detach().cpu().numpy().astype(np.float32)
             finally:

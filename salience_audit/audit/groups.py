@@ -83,7 +83,12 @@ def checkpoint_runs(
         return [RunRef(name=n, path=p, trust_pickle=trust_pickle, recipe=recipe) for n, p in zip(names, files)]
     others = f" (it matches {len(found)} path(s) that are neither, e.g. {found[0]})" if found else ""
     raise InputError(f"group {name!r}: no run folder (with run.json) matches {pattern!r}, nor does any checkpoint "
-                     f"file ({', '.join(CHECKPOINT_SUFFIXES)}){others}")
+                     f"file ({', '.join(CHECKPOINT_SUFFIXES)}){others}{_where(pattern)}")
+
+
+def _where(pattern: str) -> str:
+    """How a glob was resolved, for messages: a relative one is read from the current folder."""
+    return "" if Path(pattern).is_absolute() else f"; the pattern is relative to the current folder {Path.cwd()}"
 
 
 def map_runs(name: str, pattern: str, match: str = "auto") -> list[RunRef]:
@@ -91,6 +96,7 @@ def map_runs(name: str, pattern: str, match: str = "auto") -> list[RunRef]:
     found = sorted(p for p in glob.glob(pattern)
                    if Path(p).is_dir() or Path(p).suffix.lower() in (".npz", ".parquet"))
     if not found:
-        raise InputError(f"map group {name!r}: no folder of maps or .npz / .parquet file matches {pattern!r}")
+        raise InputError(f"map group {name!r}: no folder of maps or .npz / .parquet file matches {pattern!r}"
+                         f"{_where(pattern)}")
     names = checkpoint_run_names(found)
     return [RunRef(name=n, maps=MapRun(p, match)) for n, p in zip(names, found)]

@@ -14,7 +14,7 @@ import torch
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.plan import Shard
-from salience_audit.audit.worker import RunRef
+from salience_audit.audit.worker import RunRef, rejected_side
 from salience_audit.data.images import load_map
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
@@ -80,10 +80,6 @@ def run_human_shard(
                 variant="",
                 values=vals.detach().cpu().numpy(),
             )
-    side: dict[str, np.ndarray] = {}
-    if rejected:
-        side["rejected_path"] = np.asarray([r[0] for r in rejected], dtype=str)
-        side["rejected_line"] = np.asarray([r[1] for r in rejected], dtype=np.int64)
-        side["rejected_reason"] = np.asarray([r[2] for r in rejected], dtype=str)
+    side = rejected_side(rejected)
     ResultStore(out_dir).write_shard(shard.id, rows, side)
     return len(samples[shard.start : shard.stop]), rejected

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 from salience_audit import __version__
 from salience_audit.audit import engines
 from salience_audit.audit.config import AuditConfig
@@ -36,6 +38,7 @@ from salience_audit.results.store import (
     atomic_write_json,
     atomic_write_text,
 )
+from salience_audit.profiles import DEFAULT_PROFILE
 
 RunLike = str | Path | AuditModel | RunRef
 
@@ -195,7 +198,9 @@ def run_audit(
                 "its lock was released when it stopped, and this audit resumes its work",
                 stacklevel=2,
             )
-        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress)
+        needs_images = any(r.maps is None for rs in refs.values() for r in rs)
+        checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress,
+                                      images=needs_images)
         claim_output_folder(out, force=force)
         store = ResultStore(out)
         store.prepare()
@@ -228,6 +233,7 @@ def _audit_locked(
         "command": command,
         "engine": engine,
         "method": config.method,
+        "profile": config.profile,
         "measures": list(config.measures),
         "config": config.to_dict(),
         "groups": {g: [r.name for r in rs] for g, rs in refs.items()},
@@ -247,7 +253,7 @@ def _audit_locked(
     done = set(store.verify_done(s.id for s in shards))
     pending = [s for s in shards if s.id not in done]
     jobs = [(s, refs[s.group], checked[s.dataset]) for s in pending]
-    bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=not progress)
+    bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=bar_disable(progress))
     bar.update(sum(len(s) for s in shards if s not in pending))
 
     def on_done(report_: ShardReport) -> None:
@@ -324,11 +330,14 @@ def _check_resume_compatible(out: Path, meta: dict[str, Any]) -> None:
     plan["seed"] = meta["config"]["seed"]
     plan["target"] = meta["config"]["target"]
     plan["threshold"] = meta["config"]["threshold"]
+    plan["profile"] = meta["profile"]
     if plan_path.exists():
         try:
             previous = json.loads(plan_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = None
+        if isinstance(previous, dict):  # plans written before profiles existed were default
+            previous.setdefault("profile", DEFAULT_PROFILE)
         if previous is not None and previous != plan:
             changed = sorted(k for k in plan if previous.get(k) != plan.get(k))
             raise InputError(

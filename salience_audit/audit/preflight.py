@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 from salience_audit.data.images import load_image, load_map
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
@@ -80,8 +82,8 @@ def check_map_file(path: str) -> tuple[str | None, str | None]:
     return None, mode
 
 
-def _check_sample(s: Sample, colour_maps: list[tuple[str, str]]) -> str | None:
-    problem = check_image_file(s.path)
+def _check_sample(s: Sample, colour_maps: list[tuple[str, str]], images: bool = True) -> str | None:
+    problem = check_image_file(s.path) if images else None
     if problem is not None or s.human_map is None:
         return problem
     map_problem, mode = check_map_file(s.human_map)
@@ -93,15 +95,16 @@ def _check_sample(s: Sample, colour_maps: list[tuple[str, str]]) -> str | None:
 
 
 def preflight(
-    datasets: Mapping[str, list[Sample]], on_bad_image: str = "stop", progress: bool = True
+    datasets: Mapping[str, list[Sample]], on_bad_image: str = "stop", progress: bool = True, images: bool = True
 ) -> tuple[dict[str, list[Sample]], list[Rejected]]:
     """Check every image of every dataset; return the usable datasets and the rejected items.
 
     With ``on_bad_image="stop"`` any problem raises :class:`InputError` naming each bad
-    file with its manifest and line. An empty dataset is always an error.
+    file with its manifest and line. An empty dataset is always an error. ``images=False``
+    (an audit of precomputed maps only: no image is ever decoded) checks the human maps only.
     """
     total = sum(len(s) for s in datasets.values())
-    bar = tqdm(total=total, desc="pre-flight", unit="img", disable=not progress)
+    bar = tqdm(total=total, desc="pre-flight", unit="img", disable=bar_disable(progress))
     kept: dict[str, list[Sample]] = {}
     problems: list[tuple[Sample, str]] = []
     colour_maps: list[tuple[str, str]] = []
@@ -111,7 +114,7 @@ def preflight(
                 raise InputError(f"dataset {name!r} holds no images")
             good: list[Sample] = []
             for s in samples:
-                problem = _check_sample(s, colour_maps)
+                problem = _check_sample(s, colour_maps, images)
                 if problem is None:
                     good.append(s)
                 else:

@@ -82,6 +82,10 @@ class ComputeSettings(BaseModel):
     on_bad_image: Literal["stop", "skip"] = "stop"
     gallery_size: NonNegative = 3
     threshold: Probability = 0.5
+    profile: Literal["default", "study"] = Field(
+        default="default",
+        description="conventions: default (corrected definitions) or study (the original study's code; docs/fidelity.md)",
+    )
 
     @field_validator("measures", mode="after")
     @classmethod
@@ -182,6 +186,9 @@ class AuditSettings(ComputeSettings):
     allow_unfinished: StrictBool = Field(default=False, description="audit runs whose training did not finish")
     force: StrictBool = Field(default=False, description="write into a non-empty folder that is not an audit folder")
     trust_pickle: StrictBool = Field(default=False, description="accept pickled whole models (runs their code)")
+    log_to: Annotated[list[StrictStr], BeforeValidator(one_or_many)] = Field(
+        default_factory=list, description="experiment trackers: mlflow[:URI], tensorboard[:DIR], wandb[:PROJECT]"
+    )
     engine: Literal["local", "ray"] = Field(default="local", description="local or ray")
     address: PathText | None = Field(default=None, description="address of an existing Ray cluster")
 
@@ -196,6 +203,15 @@ class AuditSettings(ComputeSettings):
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"group names must be non-empty text, got {name!r}")
         return dict(value)
+
+    @field_validator("log_to", mode="after")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        from salience_audit.tracking.backends import parse_log_to
+
+        for item in value:
+            parse_log_to(item, error=ValueError)
+        return value
 
     @model_validator(mode="after")
     def _some_group(self) -> AuditSettings:

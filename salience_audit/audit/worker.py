@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.conventions import Conventions
 from salience_audit.audit.plan import Shard
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
@@ -160,7 +161,9 @@ def run_shard(
     amp = config.amp and device.type == "cuda"
     extractors = []
     for ref, m in zip(runs, models):
-        extractor = SalienceExtractor(m, config.method)
+        extractor = SalienceExtractor(
+            m, config.method, grad_before_inplace=Conventions(config.profile).grad_before_inplace
+        )
         extractors.append(RunExtractor(ref.name, _AutocastExtractor(extractor) if amp else extractor))  # type: ignore[arg-type]
     auditor = BatchAuditor(extractors, config, shard.dataset, shard.group, input_size)
 
@@ -212,16 +215,29 @@ def run_shard(
     for index, reason in auditor.rejected:  # non-finite logits (skip mode); index is a dataset position
         s = shard_samples[index - shard.start]
         rejected.append((s.key or s.path, s.line, reason))
-    side: dict[str, np.ndarray] = {}
-    for run_name, total in auditor.aggregates.map_sums.items():
-        side[f"mapsum::{run_name}::{shard.dataset}"] = total
-        side[f"mapcount::{run_name}::{shard.dataset}"] = np.asarray(auditor.aggregates.map_counts[run_name])
-    if rejected:
-        side["rejected_path"] = np.asarray([r[0] for r in rejected], dtype=str)
-        side["rejected_line"] = np.asarray([r[1] for r in rejected], dtype=np.int64)
-        side["rejected_reason"] = np.asarray([r[2] for r in rejected], dtype=str)
+    side = {**map_sum_side(auditor, shard.dataset), **rejected_side(rejected)}
     store.write_shard(shard.id, rows, side)
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
+
+
+def map_sum_side(auditor: BatchAuditor, dataset: str) -> dict[str, np.ndarray]:
+    """The ``mapsum::`` / ``mapcount::`` side arrays of a shard (sums for the mean map of each run)."""
+    side: dict[str, np.ndarray] = {}
+    for run_name, total in auditor.aggregates.map_sums.items():
+        side[f"mapsum::{run_name}::{dataset}"] = total
+        side[f"mapcount::{run_name}::{dataset}"] = np.asarray(auditor.aggregates.map_counts[run_name])
+    return side
+
+
+def rejected_side(rejected: list[tuple[str, int, str]]) -> dict[str, np.ndarray]:
+    """The ``rejected_*`` side arrays of a shard (path, manifest line, reason per left-out image)."""
+    if not rejected:
+        return {}
+    return {
+        "rejected_path": np.asarray([r[0] for r in rejected], dtype=str),
+        "rejected_line": np.asarray([r[1] for r in rejected], dtype=np.int64),
+        "rejected_reason": np.asarray([r[2] for r in rejected], dtype=str),
+    }
 
 
 HUMAN_MAP_READ_SIZE = 224
@@ -248,28 +264,45 @@ def run_map_shard(
     rows = RowBuffer()
     rejected: list[tuple[str, int, str]] = []
     sources = {ref.name: ref.maps.open() for ref in runs}  # type: ignore[union-attr]
-    for begin in range(0, len(shard_samples), config.batch_size):
-        part = shard_samples[begin : begin + config.batch_size]
-        keys = [(relative_key(s.key, s.path, None), s.path) for s in part]
+    with_human = "human" in config.measures
+
+    def read(items: list[tuple[int, Sample]]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        keys = [(relative_key(s.key, s.path, None), s.path) for _, s in items]
         maps = {name: source.read(keys) for name, source in sources.items()}
-        human = has = None
-        if "human" in config.measures and any(s.human_map for s in part):
+        human = None
+        if with_human and any(s.human_map for _, s in items):
             human = torch.stack([load_map(s.human_map, HUMAN_MAP_READ_SIZE) if s.human_map
-                                 else torch.zeros(HUMAN_MAP_READ_SIZE, HUMAN_MAP_READ_SIZE) for s in part])
-            has = torch.tensor([bool(s.human_map) for s in part])
+                                 else torch.zeros(HUMAN_MAP_READ_SIZE, HUMAN_MAP_READ_SIZE) for _, s in items])
+        return maps, human
+
+    for begin in range(0, len(shard_samples), config.batch_size):
+        part = [(shard.start + begin + k, s) for k, s in enumerate(shard_samples[begin : begin + config.batch_size])]
+        try:
+            maps, human = read(part)
+        except InputError:
+            if config.on_bad_image != "skip":
+                raise
+            good = []
+            for item in part:  # find the bad ones; they go to rejected.csv
+                try:
+                    read([item])
+                    good.append(item)
+                except InputError as err:
+                    rejected.append((item[1].key or item[1].path, item[1].line, f"precomputed map: {err}"))
+            part = good
+            if not part:
+                continue
+            maps, human = read(part)
         batch = BatchInput(
             images=torch.zeros(len(part), 0),
-            labels=torch.tensor([s.label for s in part], dtype=torch.int64),
-            indices=np.arange(shard.start + begin, shard.start + begin + len(part)),
-            paths=[s.key or s.path for s in part],
+            labels=torch.tensor([s.label for _, s in part], dtype=torch.int64),
+            indices=np.asarray([i for i, _ in part], dtype=np.int64),
+            paths=[s.key or s.path for _, s in part],
             human_maps=human,
-            has_human_map=has,
+            has_human_map=None if human is None else torch.tensor([bool(s.human_map) for _, s in part]),
         )
         auditor.process_maps(batch, maps, rows)
-    side: dict[str, np.ndarray] = {}
-    for run_name, total in auditor.aggregates.map_sums.items():
-        side[f"mapsum::{run_name}::{shard.dataset}"] = total
-        side[f"mapcount::{run_name}::{shard.dataset}"] = np.asarray(auditor.aggregates.map_counts[run_name])
+    side = {**map_sum_side(auditor, shard.dataset), **rejected_side(rejected)}
     ResultStore(out_dir).write_shard(shard.id, rows, side)
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
 

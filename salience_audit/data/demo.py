@@ -72,6 +72,7 @@ from PIL import Image
 from salience_audit.atomic import atomic_write_text
 from salience_audit.data.manifest import write_manifest
 from salience_audit.data.sample import Sample
+from salience_audit.errors import require_extra
 
 __all__ = [
     "DemoData",
@@ -152,9 +153,22 @@ class DemoData:
 # --------------------------------------------------------------------------- sources
 
 
+GENERATOR_HINT = (
+    "; on Python 3.13, where its wheel declares <3.13 but its generator code runs: "
+    "pip install --no-deps --ignore-requires-python \"gan-face-generate>=1.1\""
+)
+"""Second install route for the DCGAN generator (see docs/install.md)."""
+
+
+def require_demo_packages() -> None:
+    """Refuse early, in one line naming the ``demo`` extra, when scikit-image or the generator is missing."""
+    require_extra("skimage", "demo", "the demo data (LFW faces)")
+    require_extra("gan_face_generate", "demo", "the demo data (DCGAN faces)", GENERATOR_HINT)
+
+
 def _lfw_subset() -> np.ndarray:
     """All 200 images of ``skimage.data.lfw_subset()`` as float64 in [0, 1]."""
-    from skimage.data import lfw_subset
+    lfw_subset = require_extra("skimage.data", "demo", "the demo data (LFW faces)").lfw_subset
 
     images = np.asarray(lfw_subset())
     if np.issubdtype(images.dtype, np.integer):
@@ -163,14 +177,15 @@ def _lfw_subset() -> np.ndarray:
 
 
 def _gan_weights_path() -> Path:
-    import gan_face_generate
-
-    return Path(gan_face_generate.__file__).parent / "weights.tar"
+    generator_package = require_extra("gan_face_generate", "demo", "the demo data (DCGAN faces)", GENERATOR_HINT)
+    return Path(generator_package.__file__).parent / "weights.tar"
 
 
 def _generate_gan_faces(n: int, seed: int) -> torch.Tensor:
     """``n`` DCGAN faces as float ``[n, 3, 64, 64]`` in [0, 1], from a seeded latent draw."""
-    from gan_face_generate.models import Generator
+    Generator = require_extra(  # noqa: N806 - a class
+        "gan_face_generate.models", "demo", "the demo data (DCGAN faces)", GENERATOR_HINT
+    ).Generator
 
     checkpoint = torch.load(_gan_weights_path(), map_location="cpu", weights_only=True)
     generator = Generator(ngpu=0, nc=3, nz=GAN_NZ, ngf=GAN_NGF)
@@ -425,6 +440,7 @@ def build_demo_data(
         raise ValueError(f"size must be at least 8 pixels, got {size}")
     if n_synthetic < 2:
         raise ValueError(f"n_synthetic must be at least 2, got {n_synthetic}")
+    require_demo_packages()
     root = Path(cache_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     recipe = demo_recipe(size=size, n_synthetic=n_synthetic, seed=seed)

@@ -134,6 +134,31 @@ class Output:
         )
 
 
+class DefaultConventions:
+    """The default profile's operations (what :class:`BatchContext` uses when given none)."""
+
+    noise_at_zero = False
+
+    @staticmethod
+    def upscale(maps: Tensor, size: int) -> Tensor:
+        return upscale(maps, size)
+
+    @staticmethod
+    def guided_blur(x01: Tensor, maps_up: Tensor, mode: str) -> Tensor:
+        from salience_audit.perturb.blur import guided_blur
+
+        return guided_blur(x01, maps_up, mode=mode)  # type: ignore[arg-type]
+
+    @staticmethod
+    def noisy(x01: Tensor, amount: float, generator: torch.Generator | None) -> Tensor:
+        from salience_audit.perturb.noise import salt_and_pepper
+
+        return salt_and_pepper(x01, amount, generator=generator)
+
+
+DEFAULT_CONVENTIONS = DefaultConventions()
+
+
 @dataclass
 class BatchContext:
     """One batch of images of one dataset, as every measure sees it.
@@ -159,7 +184,14 @@ class BatchContext:
     human_maps: Tensor | None = None
     has_human_map: Tensor | None = None
     variants: dict[str, Tensor] = field(default_factory=dict)
+    conventions: Any = None
+    """Profile-dependent operations (``upscale``, ``guided_blur``, ``noisy``, ``noise_at_zero``;
+    :class:`salience_audit.audit.conventions.Conventions`); None: the default profile's (:data:`DEFAULT_CONVENTIONS`)."""
     cache: dict[Any, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.conventions is None:
+            self.conventions = DEFAULT_CONVENTIONS
     """Per-batch values that do not depend on the run (e.g. resized human maps), shared by measures."""
 
 
@@ -184,6 +216,7 @@ class RunView:
         forward: Callable[[Tensor], Tensor],
         input_size: int,
         variants: Mapping[str, Tensor],
+        upscale: Callable[[Tensor, int], Tensor] = upscale,
     ) -> None:
         self.name = name
         self.clean = clean
@@ -192,19 +225,21 @@ class RunView:
         self.forward = forward
         self.input_size = input_size
         self._variants = variants
+        self._upscale = upscale
         self._outputs: dict[str, SalienceOutput] = {}
         self._maps_up: Tensor | None = None
         self._score: Tensor | None = None
 
     @classmethod
-    def of_maps(cls, name: str, maps: Tensor, input_size: int) -> RunView:
+    def of_maps(cls, name: str, maps: Tensor, input_size: int,
+                upscale: Callable[[Tensor, int], Tensor] = upscale) -> RunView:
         """A run known only by its maps (precomputed maps): no logits, no passes."""
 
         def no_pass(*_: Any) -> Any:
             raise RuntimeError(f"run {name!r} has precomputed maps only: no model to make a pass with")
 
         return cls(name, SalienceOutput(maps=maps, logits=None, target=None),  # type: ignore[arg-type]
-                   explain=no_pass, forward=no_pass, input_size=input_size, variants={})
+                   explain=no_pass, forward=no_pass, input_size=input_size, variants={}, upscale=upscale)
 
     @property
     def score(self) -> Tensor:
@@ -221,7 +256,7 @@ class RunView:
     def maps_up(self) -> Tensor:
         """Clean maps upscaled to the input size, ``[B, H, W]`` (computed once)."""
         if self._maps_up is None:
-            self._maps_up = upscale(self.maps, self.input_size)
+            self._maps_up = self._upscale(self.maps, self.input_size)
         return self._maps_up
 
     def outputs(self, keys: Sequence[str]) -> list[SalienceOutput]:

@@ -144,7 +144,7 @@ class Degradation(Measure):
     functional = staticmethod(degradation)
 
     def run_rows(self, ctx: BatchContext, run: RunView, emit: Emit) -> None:
-        degraded = [guided_blur(ctx.images, run.maps_up, mode=m) for m in MODES]
+        degraded = [ctx.conventions.guided_blur(ctx.images, run.maps_up, m) for m in MODES]
         outs = run.explain(degraded)
         rows = _mode_rows(run.maps, outs, run.score, ctx.labels, ctx.config.threshold)
         for k, mode in enumerate(MODES):

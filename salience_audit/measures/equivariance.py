@@ -80,11 +80,12 @@ def transform_ssims(
 
 
 def _rows(
-    clean_maps_up: Tensor, score: Tensor, outs: list[Any], variants: list[geometry.GeometricVariant], input_size: int
+    clean_maps_up: Tensor, score: Tensor, outs: list[Any], variants: list[geometry.GeometricVariant], input_size: int,
+    upscale_fn: Any = upscale,
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
     clean_q = to_uint8_levels(clean_maps_up)
     moved_maps = torch.cat([out.maps.detach() for out in outs])
-    moved_q = to_uint8_levels(upscale(moved_maps, input_size))
+    moved_q = to_uint8_levels(upscale_fn(moved_maps, input_size))
     equi, inv = transform_ssims(clean_q, moved_q, variants)
     change = [synthetic_probability(out.logits) - score for out in outs]
     return equi, inv, change
@@ -157,7 +158,7 @@ class Transforms(Measure):
         emit(run.name, EQUIVARIANCE, "identity", np.ones(n))
         emit(run.name, INVARIANCE, "identity", np.ones(n))
         emit(run.name, TRANSFORM_SCORE_CHANGE, "identity", np.zeros(n))
-        equi, inv, change = _rows(run.maps_up, run.score, outs, variants, ctx.input_size)
+        equi, inv, change = _rows(run.maps_up, run.score, outs, variants, ctx.input_size, ctx.conventions.upscale)
         for k, variant in enumerate(variants):
             emit(run.name, EQUIVARIANCE, variant.name, equi[k])
             emit(run.name, INVARIANCE, variant.name, inv[k])

@@ -71,13 +71,11 @@ def _levels(amounts: Sequence[float]) -> list[float]:
 
 
 def _curves(
-    clean: SalienceOutput, noisy: Sequence[SalienceOutput], levels: Sequence[float], labels: Tensor | None,
+    clean: SalienceOutput, noisy: dict[float, SalienceOutput], levels: Sequence[float], labels: Tensor | None,
     threshold: float,
 ) -> dict[str, list[np.ndarray]]:
-    """Per-amount values ``{measure: [values [B] per amount]}`` (amount 0 = the clean pass)."""
-    by_level = {0.0: clean}
-    for a, out in zip([a for a in levels if a > 0], noisy):
-        by_level[a] = out
+    """Per-amount values ``{measure: [values [B] per amount]}``; amount 0 is the clean pass unless ``noisy`` has it."""
+    by_level = {0.0: clean, **noisy}
     curves: dict[str, list[np.ndarray]] = {k: [] for k in CURVES}
     for a in levels:
         out = by_level[a]
@@ -119,9 +117,9 @@ def noise_reaction(
     levels = _levels(amounts)
     lab = None if labels is None else as_tensor(labels, "labels").long()
     clean = explain_pass(explain, x)
-    noisy = explain_variants(explain, [salt_and_pepper(x, a, generator=generator) for a in levels if a > 0],
-                             batch_size)
-    curves = _curves(clean, noisy, levels, lab, threshold)
+    amounts = [a for a in levels if a > 0]
+    noisy = explain_variants(explain, [salt_and_pepper(x, a, generator=generator) for a in amounts], batch_size)
+    curves = _curves(clean, dict(zip(amounts, noisy)), levels, lab, threshold)
     out: dict[str, Any] = {"amounts": levels}
     for key, values in curves.items():
         stacked = np.stack(values, axis=1)
@@ -171,16 +169,18 @@ class NoiseReaction(Measure):
 
     @staticmethod
     def _noisy_levels(ctx: BatchContext) -> list[float]:
-        return [a for a in ctx.config.noise_levels if a > 0]
+        """Amounts that need their own pass: every a > 0, and 0 when the profile reads images differently."""
+        return [a for a in ctx.config.noise_levels if a > 0 or ctx.conventions.noise_at_zero]
 
     def shared_variants(self, ctx: BatchContext) -> dict[str, Tensor]:
-        return {f"noise/{variant_name(a)}": salt_and_pepper(ctx.images, a, generator=ctx.generator)
+        return {f"noise/{variant_name(a)}": ctx.conventions.noisy(ctx.images, a, ctx.generator)
                 for a in self._noisy_levels(ctx)}
 
     def run_rows(self, ctx: BatchContext, run: RunView, emit: Emit) -> None:
         levels = list(ctx.config.noise_levels)
-        noisy = run.outputs([f"noise/{variant_name(a)}" for a in self._noisy_levels(ctx)])
-        curves = _curves(run.clean, noisy, levels, ctx.labels, ctx.config.threshold)
+        amounts = self._noisy_levels(ctx)
+        noisy = run.outputs([f"noise/{variant_name(a)}" for a in amounts])
+        curves = _curves(run.clean, dict(zip(amounts, noisy)), levels, ctx.labels, ctx.config.threshold)
         for k, a in enumerate(levels):
             name = variant_name(a)
             for key in (NOISE_SCORE, NOISE_CORRECT, NOISE_SSIM, NOISE_ENTROPY):

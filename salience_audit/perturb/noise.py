@@ -57,3 +57,19 @@ def salt_and_pepper(x01: Tensor, amount: float, generator: torch.Generator | Non
     salt = torch.ones((), dtype=x01.dtype, device=x01.device)
     pepper = torch.zeros((), dtype=x01.dtype, device=x01.device)
     return torch.where(u < a / 2.0, salt, torch.where(u < a, pepper, x01))
+
+
+def uint8_round_trip(x01: Tensor) -> Tensor:
+    """The original study's noise-script round trip of a [0, 1] image through 8 bits.
+
+    The script read 8-bit images q, made them float with skimage (q * (1/255), float64),
+    added the noise and saved ``(y * 255).astype(uint8)``, which truncates:
+    out = trunc(255 * (q * (1/255))) / 255 with q = round(255 x). For 24 of the 256 levels
+    the float product falls just below q, so they come back one level lower, even at noise
+    amount 0. Salt (1) and pepper (0) are fixed points, so the trip commutes with
+    :func:`salt_and_pepper`. Returns ``x01``'s dtype and device.
+    """
+    if not torch.is_floating_point(x01):
+        raise ValueError(f"uint8_round_trip expects a floating-point image in [0, 1], got dtype {x01.dtype}")
+    q = torch.round(x01.to(torch.float64) * 255.0).clamp_(0.0, 255.0)
+    return (torch.trunc(q * (1.0 / 255.0) * 255.0) / 255.0).to(x01.dtype)

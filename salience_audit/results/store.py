@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from salience_audit.atomic import atomic_write
-from salience_audit.errors import SalienceAuditError
+from salience_audit.errors import OutputWriteError
 from salience_audit.jsonsafe import json_safe
 from salience_audit.results.schema import ROW_SCHEMA, RowBuffer
 
 
-class StoreWriteError(SalienceAuditError):
+class StoreWriteError(OutputWriteError):
     """The output folder cannot be written (full disk, permissions)."""
 
 

@@ -14,6 +14,11 @@ constant map becoming zeros):
 - ``scorecam``: ``ReLU(sum_k softmax_k(Y_t(M_k x) - Y_t(x)) A_k)`` with ``M_k`` the upsampled,
   min-max normalised ``A_k`` (torchcam ``ScoreCAM``; B*K extra forward passes, chunked).
 
+Any other explainer: ``method`` may also be a callable ``(model, images, target) -> maps [B, h, w]``
+or a ``package.module:function`` / ``file.py:function`` string naming one (Captum and
+pytorch-grad-cam classes are wrapped by their adapters; see :mod:`salience_audit.salience.explainers`);
+its maps are min-max normalised per image like those of the built-in methods; non-finite values are refused.
+
 The extractor puts the model in eval mode during a call and restores every module's mode
 afterwards, registers its hooks only for the duration of a call, and never accumulates
 parameter gradients (gradients are taken with ``torch.autograd.grad`` w.r.t. the CAM layer).
@@ -76,6 +81,39 @@ _TORCHCAM: dict[str, type] = {
 }
 
 
+class _GradientBeforeInplace:
+    """Mixin for torchcam's gradient methods: differentiate the target layer's output *before*
+    any in-place operation that follows it, and read the activations *after* it.
+
+    This is what torchcam 0.3 did (a tensor hook on the layer output, which torchvision's
+    DenseNet then passes through ``F.relu(..., inplace=True)``), and so what the original study's
+    DenseNet-121 maps are: with A = ReLU(Z) the post-activation tensor and Z the layer output,
+
+        w_k = mean_ij dY_t / dZ_kij = mean_ij 1[Z_kij > 0] dY_t / dA_kij,   map = ReLU(sum_k w_k A_k).
+
+    Done without an old torchcam: the last forward hook hands the rest of the network a copy of
+    the output, so an in-place activation downstream changes the copy (read as activations)
+    while the gradient is taken with respect to the untouched original. Without an in-place
+    operation after the layer (ResNet's ``layer4``), copy and original hold the same values and
+    the maps equal those of the plain torchcam class.
+    """
+
+    def _hook_g(self, _module: nn.Module, _input: tuple[Tensor, ...], output: Tensor, idx: int = 0) -> Tensor | None:
+        if not self._hooks_enabled:  # type: ignore[attr-defined]
+            return None
+        downstream = output.clone()
+        self._hook_outputs[idx] = output  # type: ignore[attr-defined]
+        self.hook_a[idx] = downstream.detach()  # type: ignore[attr-defined]  # shares storage: sees in-place ops
+        return downstream
+
+
+_TORCHCAM_BEFORE_INPLACE: dict[str, type] = {
+    name: type(f"{cls.__name__}BeforeInplace", (_GradientBeforeInplace, cls), {})
+    for name, cls in _TORCHCAM.items()
+    if name in GRADIENT_METHODS
+}
+
+
 @dataclass(frozen=True)
 class SalienceOutput:
     """Result of one extractor call.
@@ -123,6 +161,10 @@ class SalienceExtractor:
         method: one of :data:`METHODS`.
         layer: dotted layer name overriding ``model.cam_layer``.
         scorecam_batch_size: masked images per forward pass for ``scorecam``.
+        grad_before_inplace: gradient methods differentiate the CAM layer's output before an
+            in-place activation that follows it (activations still read after it), as torchcam
+            0.3 and so the original study did (profile ``study``; see ``_GradientBeforeInplace``).
+            False (default): activations and gradients both of the post-activation tensor.
 
     Usable as a context manager; no hook outlives a call, so ``close()`` only marks the
     extractor as closed.
@@ -134,6 +176,7 @@ class SalienceExtractor:
         method: str | Callable[..., Any] = "gradcam",
         layer: str | None = None,
         scorecam_batch_size: int = 64,
+        grad_before_inplace: bool = False,
     ) -> None:
         self.explainer: Callable[..., Any] | None = None
         if callable(method) or (isinstance(method, str) and ":" in method):
@@ -152,6 +195,7 @@ class SalienceExtractor:
         self.layer_name = layer or model.cam_layer
         self.layer = model.resolve_layer(self.layer_name)
         self.scorecam_batch_size = int(scorecam_batch_size)
+        self.grad_before_inplace = bool(grad_before_inplace)
         self._closed = False
         if method == "cam":
             if model.cam_exact is False:
@@ -295,7 +339,8 @@ class SalienceExtractor:
         return SalienceOutput(maps=minmax_normalize(maps), logits=logits.detach(), target=t)
 
     def _torchcam(self, x: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput:
-        cls = _TORCHCAM[self.method]
+        classes = _TORCHCAM_BEFORE_INPLACE if self.grad_before_inplace else _TORCHCAM
+        cls = classes.get(self.method, _TORCHCAM[self.method])
         kwargs: dict[str, Any] = {"input_shape": tuple(x.shape[1:])}
         if self.method == "scorecam":
             kwargs["batch_size"] = self.scorecam_batch_size

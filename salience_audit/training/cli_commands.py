@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from salience_audit.cli_options import add_common_options, add_log_to_option
 from salience_audit.data.manifest import read_manifest, read_manifests
 from salience_audit.data.sample import Sample
-from salience_audit.errors import InputError
+from salience_audit.errors import InputError, UsageError
 from salience_audit.models.registry import list_architectures
 from salience_audit.models.runs import atomic_write_text, find_runs, read_run_info
 from salience_audit.training.config import LOSSES, TrainConfig
@@ -92,7 +93,6 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     runs.add_argument("--seeds", type=parse_seeds, default=1, metavar="N|S1,S2,...",
                       help="number of independent runs (seeds 0..N-1) or an explicit comma-separated seed list "
                            "(default: 1; the study used 10)")
-    runs.add_argument("--out", required=True, metavar="DIR", help="folder receiving one sub-folder per run")
     runs.add_argument("--name-pattern", default=DEFAULT_NAME_PATTERN,
                       help="run folder name, with fields {arch} {loss} {alpha} {seed} {group} "
                            "(default: %(default)s)")
@@ -100,11 +100,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="model-family name recorded in run.json (default: {arch}-{loss})")
     runs.add_argument("--force", action="store_true", help="retrain runs that already finished")
     system = p.add_argument_group("system")
-    system.add_argument("--device", default=_DEFAULTS.device,
-                        help="'auto' (GPU if available), 'cpu', 'cuda' or 'cuda:N' (default: %(default)s)")
     system.add_argument("--num-workers", type=int, default=_DEFAULTS.num_workers,
                         help="data-loading worker processes, 0 = main process (default: %(default)s)")
-    system.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_common_options(p, out_help="folder receiving one sub-folder per run (default: %(default)s)",
+                       out_default="runs",
+                       seed_help="first seed: --seeds N trains seeds S..S+N-1 (default 0); not with a seed list")
+    add_log_to_option(p)
     p.set_defaults(func=run_train)
     return p
 
@@ -134,9 +135,12 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         arch=args.arch, loss=args.loss, alpha=args.alpha, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, step_size=args.step_size, gamma=args.gamma, batch_size=args.batch_size,
-        epochs=args.epochs, augment=args.augment, weights=args.weights, device=args.device,
-        num_workers=args.num_workers, group=args.group,
+        epochs=args.epochs, augment=args.augment, weights=args.weights, device=args.device or _DEFAULTS.device,
+        num_workers=args.num_workers, group=args.group, seed=_first_seed(args),
     )
+    from salience_audit.tracking import log_training_runs, open_trackers
+
+    trackers = open_trackers(args.log_to)  # a missing tracker extra stops here, before any training
     manifest = read_manifest(args.train_manifest, root=args.root, human_maps=args.human_maps)
     val_manifest = (read_manifest(args.val_manifest, root=args.root, human_maps=args.human_maps)
                     if args.val_manifest else None)
@@ -145,11 +149,21 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError("--loss cyborg needs human maps for (some of) the training images: pass --human-maps "
                          "or a human_map column", args.train_manifest)
     dirs = train_group(config, args.seeds, args.out, train_samples=train, val_samples=val,
-                       name_pattern=args.name_pattern, force=args.force, progress=not args.no_progress)
+                       name_pattern=args.name_pattern, force=args.force, progress=not args.quiet)
+    log_training_runs(trackers, dirs)
     for d in dirs:
         info = read_run_info(d) or {}
         print(f"{d}\tbest epoch {info.get('best_epoch')}\tval acc {info.get('best_val_acc')}")
     return 0
+
+
+def _first_seed(args: argparse.Namespace) -> int:
+    """``--seed S`` with ``--seeds N`` -> first seed S; with an explicit seed list it is a usage error."""
+    if args.seed is None:
+        return _DEFAULTS.seed
+    if isinstance(args.seeds, list):
+        raise UsageError("--seed S sets the first of --seeds N seeds; with a seed list (--seeds 0,3,7) leave it out")
+    return int(args.seed)
 
 
 def add_score_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -166,24 +180,25 @@ def add_score_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, action="append", metavar="M",
                    help="manifest of images to score (repeat for several datasets / generators)")
     p.add_argument("--root", metavar="R", help="dataset root the manifest paths are relative to")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder receiving scores.csv and detection.csv")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
-    p.add_argument("--device", default="auto",
-                   help="'auto' (GPU if available), 'cpu', 'cuda' or 'cuda:N' (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data-loading worker processes, 0 = main process (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="score above which an image is called Synthetic (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--trust-pickle", action="store_true",
                    help="accept a model.pt that is a pickled whole model (torch.save(model)); unpickling can "
                         "run arbitrary code from the file, so use it only for files you trust")
+    add_common_options(p, out_help="folder receiving scores.csv and detection.csv (default: %(default)s)",
+                       out_default="scores",
+                       seed_help="seed of torch's random number generators (scoring itself draws none; default 0)")
     p.set_defaults(func=run_score)
     return p
 
 
 def run_score(args: argparse.Namespace) -> int:
     """Run the ``score`` sub-command; returns the exit status."""
+    import torch
+
     from salience_audit.device import resolve_device
     from salience_audit.models.audit_model import load_run
 
@@ -193,13 +208,14 @@ def run_score(args: argparse.Namespace) -> int:
     check_flags(ScoreSettings, {k: getattr(args, k) for k in ("batch_size", "num_workers", "threshold", "device")})
     run_dirs = find_runs(args.runs)
     samples = read_manifests(args.manifest, root=args.root)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device or "auto")
+    torch.manual_seed(args.seed or 0)
     frames = []
     for run_dir in run_dirs:
         info = read_run_info(run_dir) or {}
         model = load_run(run_dir, trust_pickle=bool(getattr(args, "trust_pickle", False))).to(device)
         df = score_samples(model, samples, batch_size=args.batch_size, device=device,
-                           num_workers=args.num_workers, progress=not args.no_progress)
+                           num_workers=args.num_workers, progress=not args.quiet)
         df.insert(0, "group", str(info.get("group", "")))
         df.insert(0, "run", model.name)
         frames.append(df)

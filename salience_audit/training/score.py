@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
 from salience_audit.models.audit_model import AuditModel
@@ -64,7 +66,7 @@ def score_samples(
                         num_workers=num_workers, pin_memory=dev.type == "cuda")
     scores: list[torch.Tensor] = []
     preds: list[torch.Tensor] = []
-    for batch in tqdm(loader, desc=f"score {model.name}", disable=not progress, unit="batch"):
+    for batch in tqdm(loader, desc=f"score {model.name}", disable=bar_disable(progress), unit="batch"):
         logits = model(batch["image"].to(dev, non_blocking=True))
         scores.append(synthetic_probability(logits).cpu())
         preds.append(logits.argmax(dim=1).cpu())

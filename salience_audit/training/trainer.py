@@ -27,6 +27,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from salience_audit.progress import bar_disable
+
 import salience_audit
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.manifest import manifest_hash
@@ -431,7 +433,7 @@ def _train(config: TrainConfig, train_samples: list[Sample], val_samples: list[S
     write_run_info(run_dir, _run_info(model, config, name, hashes, len(train_samples), len(val_samples), device,
                                       best, start, finished=False))
     bar = tqdm(total=config.epochs * len(train_loader), initial=start * len(train_loader), desc=name,
-               disable=not progress, unit="batch", dynamic_ncols=True, leave=True)
+               disable=bar_disable(progress), unit="batch", dynamic_ncols=True, leave=True)
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()

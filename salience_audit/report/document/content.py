@@ -14,6 +14,7 @@ from typing import Any
 from salience_audit.measures.entropy import ENTROPY_NORM
 from salience_audit.measures.noise_reaction import CURVES as NOISE_CURVES
 from salience_audit.measures.stability import STABILITY_SSIM
+from salience_audit.profiles import DEFAULT_PROFILE, DESCRIPTIONS
 from salience_audit.report.document.blocks import (
     Block,
     Cell,
@@ -139,9 +140,24 @@ def _threshold(summary: Summary) -> float:
     return float((summary.get("method") or {}).get("detection_threshold", 0.5))
 
 
+def _profile(summary: Summary) -> str:
+    return str((summary.get("audit") or {}).get("profile") or DEFAULT_PROFILE)
+
+
+def profile_paragraph(summary: Summary) -> Paragraph:
+    """Which conventions made the numbers (the first thing the report says)."""
+    name = _profile(summary)
+    text = f"Profile: {name}, {DESCRIPTIONS.get(name, 'unknown profile')}."
+    if name == "study":
+        text += (" Numbers compare with the original study's; they differ from a default-profile audit of the "
+                 "same models, and the tool refuses to compare the two.")
+    return Paragraph(text, "note" if name == "study" else "question")
+
+
 def overview_section(summary: Summary) -> Section:
     """How to read the report, and the summary-of-findings table."""
-    blocks: list[Block] = [Heading("How to read this report", 3)] + [Paragraph(p) for p in HOW_TO_READ]
+    blocks: list[Block] = [profile_paragraph(summary), Heading("How to read this report", 3)]
+    blocks += [Paragraph(p) for p in HOW_TO_READ]
     fams = summary.get("families") or {}
     known = [f"{g} = {fam}" for g, fam in fams.items() if fam]
     if known:
@@ -159,6 +175,12 @@ def overview_section(summary: Summary) -> Section:
         blocks.append(Paragraph(f"{n_rejected} image(s) could not be used (unreadable files, or models giving "
                                 "non-finite scores) and were left out; each is listed with its reason in "
                                 "rejected.csv next to this report's folder.", "note"))
+    skipped = (summary.get("audit") or {}).get("skipped_measures") or {}
+    for group, measures in sorted(skipped.items()):
+        blocks.append(Paragraph(f"Group {group!r} holds precomputed maps (no model): {', '.join(measures)} "
+                                f"{'needs' if len(measures) == 1 else 'need'} a model and "
+                                f"{'was' if len(measures) == 1 else 'were'} not computed for it; its entropy, "
+                                "stability and human agreement come from the maps as given.", "note"))
     runs = (summary.get("audit") or {}).get("runs") or {}
     unfinished = sorted(name for name, info in runs.items() if isinstance(info, dict) and info.get("finished") is False)
     if unfinished:
@@ -451,6 +473,7 @@ def metadata_section(summary: Summary) -> Section:
         ("Command", join(audit.get("command"))),
         ("Audit format version", join(audit.get("version"))),
         ("Audit created", join(audit.get("created"))),
+        ("Profile", _profile(summary)),
         ("Salience method", join(audit.get("method"))),
         ("Measures", join(audit.get("measures"))),
         ("Input size (px)", join(audit.get("input_size"))),
@@ -489,6 +512,7 @@ def build_document(
     figs = _Figures(figures)
     audit = summary.get("audit") or {}
     subtitle = " | ".join(x for x in (
+        f"profile: {_profile(summary)}",
         f"method: {audit['method']}" if audit.get("method") else "",
         ("groups: " + ", ".join(summary["groups"])) if summary.get("groups") else "",
         f"created {audit['created']}" if audit.get("created") else "",

@@ -18,6 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from salience_audit.errors import InputError
+from salience_audit.profiles import require_same_profile
 from salience_audit.report.document.blocks import Document, FigureOut, kind
 from salience_audit.report.document.compare import audit_labels, comparison_table
 from salience_audit.report.document.content import build_document
@@ -200,6 +201,7 @@ def write_report(
     comparison = None
     other = _resolve_compare(out_dir, compare_with, meta)
     if other is not None:
+        require_same_profile(meta, load_audit_meta(other), out_dir, other)
         label_a, label_b = audit_labels(out_dir, other)
         comparison = (comparison_table(summary, _summary_of(other, n_boot, seed, capacity), label_a, label_b),
                       label_a, label_b)

@@ -33,6 +33,7 @@ from salience_audit import __version__
 from salience_audit.atomic import atomic_write_text
 from salience_audit.jsonsafe import json_safe
 from salience_audit.measures.decision import SCORE
+from salience_audit.profiles import profile_of
 from salience_audit.report.summary import aggregate, curves, detection, outofset, selection
 from salience_audit.report.summary.accumulate import (
     DEFAULT_CAPACITY,
@@ -178,8 +179,9 @@ def _audit_block(audit_meta: Mapping[str, Any], roles: Mapping[str, str], acc: A
         n_rows = acc.n_images(name)
         datasets[name] = {"role": role, "n": meta.get("n", n_rows), "n_in_results": n_rows}
     keep = ("version", "created", "command", "method", "measures", "groups", "runs", "noise_levels",
-            "transform_variants", "input_size", "map_size", "rejected", "compare_with")
+            "transform_variants", "input_size", "map_size", "rejected", "compare_with", "skipped_measures")
     block = {k: audit_meta[k] for k in keep if k in audit_meta}
+    block["profile"] = profile_of(audit_meta)
     block["datasets"] = datasets
     return block
 
