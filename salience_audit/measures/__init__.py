@@ -1,7 +1,9 @@
 """Measures: salience maps (and the model passes they need) to per-image numbers.
 
 Each measure lives in one module with its definition, its rows and its metadata, in two
-forms sharing one implementation:
+forms sharing one implementation (the modules ``entropy``, ``stability``,
+``noise_reaction``, ``equivariance``, ``degradation`` and ``deletion`` can be called like
+their function: ``measures.entropy(maps)`` is ``measures.entropy.entropy(maps)``):
 
 - a function on tensors or numpy arrays returning per-image values (documented shapes):
   :func:`entropy`, :func:`stability`, :func:`noise_reaction`, :func:`equivariance`,
@@ -28,16 +30,17 @@ Example::
 
 from __future__ import annotations
 
+from salience_audit.measures import degradation, deletion, entropy, equivariance, noise_reaction, stability
 from salience_audit.measures.base import BatchContext, Measure, Needs, Output, RunView
 from salience_audit.measures.decision import Detection, detection
-from salience_audit.measures.degradation import Degradation, degradation
-from salience_audit.measures.deletion import Deletion, deletion
-from salience_audit.measures.entropy import Entropy, entropy
-from salience_audit.measures.equivariance import Transforms, equivariance
+from salience_audit.measures.degradation import Degradation
+from salience_audit.measures.deletion import Deletion
+from salience_audit.measures.entropy import Entropy
+from salience_audit.measures.equivariance import Transforms
 from salience_audit.measures.human import HumanAgreement, human_agreement
-from salience_audit.measures.noise_reaction import NoiseReaction, noise_reaction
+from salience_audit.measures.noise_reaction import NoiseReaction
 from salience_audit.measures.registry import get, names, register, registered, unregister
-from salience_audit.measures.stability import Stability, stability
+from salience_audit.measures.stability import Stability
 
 for _cls in (Detection, Entropy, HumanAgreement, NoiseReaction, Transforms, Degradation, Deletion, Stability):
     if _cls.name not in names():

@@ -28,6 +28,8 @@ collected rows at summary time (:meth:`Measure.derive`).
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -426,3 +428,20 @@ def explain_variants(
             sl = slice(k * b, (k + 1) * b)
             outs.append(SalienceOutput(maps=out.maps[sl], logits=out.logits[sl], target=out.target[sl]))
     return outs
+
+
+class _CallableModule(types.ModuleType):
+    """A measure's module that can be called like its function: ``measures.entropy(maps)``.
+
+    Calling the module calls the function of the same name inside it, so
+    ``salience_audit.measures.entropy`` is at once the module (``.histogram_entropy``,
+    ``.Entropy``, ``.ENTROPY_NORM``) and the measure's function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rsplit(".", 1)[-1])(*args, **kwargs)
+
+
+def callable_module(name: str) -> None:
+    """Make the module ``name`` callable as its function of the same name (see :class:`_CallableModule`)."""
+    sys.modules[name].__class__ = _CallableModule

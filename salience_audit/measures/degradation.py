@@ -38,6 +38,7 @@ from salience_audit.measures.base import (
     RunView,
     as_explainer,
     as_tensor,
+    callable_module,
     explain_pass,
     explain_variants,
     images_tensor,
@@ -177,3 +178,6 @@ class Degradation(Measure):
                 faith["variant"] = ""
                 parts.append(faith)
         return parts
+
+
+callable_module(__name__)  # salience_audit.measures.degradation(...) calls degradation() above

@@ -23,6 +23,7 @@ from salience_audit.measures.base import (
     Output,
     RunView,
     as_explainer,
+    callable_module,
     explain_pass,
     images_tensor,
 )
@@ -195,3 +196,6 @@ class Deletion(Measure):
                        ctx.generator)
         for key, values in areas.items():
             emit(run.name, key, "", values)
+
+
+callable_module(__name__)  # salience_audit.measures.deletion(...) calls deletion() above

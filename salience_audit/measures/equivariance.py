@@ -34,6 +34,7 @@ from salience_audit.measures.base import (
     Output,
     RunView,
     as_explainer,
+    callable_module,
     explain_pass,
     explain_variants,
     images_tensor,
@@ -173,3 +174,6 @@ class Transforms(Measure):
         out = sel.groupby(key, observed=True, sort=False)["value"].mean().reset_index()
         out["variant"] = ALL
         return [out]
+
+
+callable_module(__name__)  # salience_audit.measures.equivariance(...) calls equivariance() above

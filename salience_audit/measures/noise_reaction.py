@@ -35,6 +35,7 @@ from salience_audit.measures.base import (
     RunView,
     as_explainer,
     as_tensor,
+    callable_module,
     explain_pass,
     explain_variants,
     images_tensor,
@@ -187,3 +188,6 @@ class NoiseReaction(Measure):
                 emit(run.name, key, name, curves[key][k])
         for key, values in curves.items():
             emit(run.name, CURVES[key], "", area_under_curve(levels, np.stack(values, axis=1)))
+
+
+callable_module(__name__)  # salience_audit.measures.noise_reaction(...) calls noise_reaction() above

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from salience_audit.measures.arrays import accepts_numpy
-from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor
+from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor, callable_module
 from salience_audit.measures.similarity import average_ranks, pearson_rows, ssim_uint8, topk_count, topk_mask
 from salience_audit.salience.normalize import to_uint8_levels
 
@@ -173,3 +173,6 @@ class Stability(Measure):
             pairs, values = fn(stacked)
             for (i, j), vals in zip(pairs, values):
                 emit(f"{runs[i].name}{PAIR_SEPARATOR}{runs[j].name}", key, "", vals)
+
+
+callable_module(__name__)  # salience_audit.measures.stability(...) calls stability() above
