@@ -85,4 +85,4 @@ def test_cli_method_imports_a_user_function_and_a_library_class(tmp_path, capsys
     assert code == 0, err
     assert len(rows(tmp_path / "lib", "entropy")) == 4
     code, _, err = audit(capsys, *common, "--method", "my_explainers:nothing", "--out", str(tmp_path / "bad"))
-    assert code == 2 and "has no attribute 'nothing'" in err
+    assert code == 1 and "has no attribute 'nothing'" in err

@@ -81,5 +81,5 @@ def run_human_shard(
                 values=vals.detach().cpu().numpy(),
             )
     side = rejected_side(rejected)
-    ResultStore(out_dir).write_shard(shard.id, rows, side)
+    ResultStore(out_dir).write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return len(samples[shard.start : shard.stop]), rejected

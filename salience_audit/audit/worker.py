@@ -216,7 +216,7 @@ def run_shard(
         s = shard_samples[index - shard.start]
         rejected.append((s.key or s.path, s.line, reason))
     side = {**map_sum_side(auditor, shard.dataset), **rejected_side(rejected)}
-    store.write_shard(shard.id, rows, side)
+    store.write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from salience_audit.errors import InputError
+from salience_audit.results.fingerprint import AUDIT_ID_KEY, FINGERPRINT_KEY, read_stamp
 from salience_audit.results.schema import ROW_COLUMNS, STRING_COLUMNS
 from salience_audit.results.store import ResultStore
 
@@ -60,7 +62,7 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     Hidden / temporary files are ignored; an audit without result files gives an empty
     frame with the row columns.
     """
-    files = ResultStore(out_dir).shard_files()
+    files = result_files(out_dir)
     if not files:
         return _empty_rows()
     tables = []
@@ -118,8 +120,61 @@ _READ_COLUMNS = [c for c in ROW_COLUMNS if c != "path"]
 
 
 def result_files(out_dir: str | Path) -> list[Path]:
-    """The finished result shards ``OUT/results/*.parquet`` (hidden / temporary files left out), sorted."""
-    return ResultStore(out_dir).shard_files()
+    """The result shards of the audit in ``out_dir``, checked against its ``audit.json``; sorted.
+
+    When ``audit.json`` lists the audit's shards (an ``audit_id`` and ``shards``, written
+    since fingerprints exist), every ``OUT/results/*.parquet`` must be one of them and carry
+    the audit id and fingerprint listed there: a file that is not (a shard of another audit,
+    a stale or hand-made file) raises :class:`InputError` naming it, and is never merged.
+    Listed shards without a file give a loud warning, ``incomplete: 40 of 60 images``.
+    Folders without that list (older versions, hand-made folders) are read as they are.
+    """
+    files = ResultStore(out_dir).shard_files()
+    meta = load_audit_meta(out_dir)
+    listed = meta.get("shards")
+    audit_id = meta.get("audit_id")
+    if not isinstance(listed, dict) or not isinstance(audit_id, str):
+        return files
+    for path in files:
+        _check_shard(path, listed.get(path.stem), audit_id)
+    present = {p.stem for p in files}
+    missing = [sid for sid in listed if sid not in present]
+    if missing:
+        total = sum(int(v.get("images", 0)) for v in listed.values() if isinstance(v, dict))
+        have = total - sum(int(listed[sid].get("images", 0)) for sid in missing if isinstance(listed[sid], dict))
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        warnings.warn(
+            f"incomplete: {Path(out_dir) / 'results'} holds {have} of {total} images (image x group slots); "
+            f"{len(missing)} shard file(s) missing ({shown}). Run the audit command again to compute them; "
+            "until then the numbers cover only the images present",
+            stacklevel=1,  # one place: said once per command even when several readers list the files
+        )
+    return files
+
+
+def _check_shard(path: Path, entry: Any, audit_id: str) -> None:
+    """Refuse a shard file that is not the one ``audit.json`` lists under its name."""
+    stamp = read_stamp(path)
+    if stamp is None:
+        raise InputError("cannot read result shard (not a Parquet file?)", path)
+    if not isinstance(entry, dict):
+        raise InputError(
+            "this result shard is not part of the audit (audit.json does not list it); it may come from another "
+            "audit - move it out of results/ (it is not read)",
+            path,
+        )
+    if stamp.get(AUDIT_ID_KEY) != audit_id:
+        raise InputError(
+            f"this result shard belongs to another audit (audit id {stamp.get(AUDIT_ID_KEY) or 'none'}, this "
+            f"audit's is {audit_id}); move it out of results/ (it is not read)",
+            path,
+        )
+    if stamp.get(FINGERPRINT_KEY) != entry.get("fingerprint"):
+        raise InputError(
+            "this result shard was computed from other inputs or settings than audit.json records; run the audit "
+            "command again to recompute it",
+            path,
+        )
 
 
 def _read_error(path: Path, err: Exception) -> InputError:
