@@ -305,10 +305,10 @@ class BatchAuditor:
         )
 
     def _emitter(self, batch: BatchInput, rows: list[dict[str, object]]) -> Emit:
-        """``emit(run, measure, variant, values)``: one row per image of ``batch`` into ``rows``."""
+        """``emit(run, measure, variant, values, run_b=None)``: one row per image of ``batch`` into ``rows`` (a pair of runs: ``run`` and ``run_b``)."""
         labels_np = to_numpy(batch.labels).astype(np.int64)
 
-        def emit(run: str, measure: str, variant: str, values: np.ndarray | Tensor) -> None:
+        def emit(run: str, measure: str, variant: str, values: np.ndarray | Tensor, run_b: str | None = None) -> None:
             rows.append(dict(
                 dataset=self.dataset,
                 paths=batch.paths,
@@ -319,6 +319,7 @@ class BatchAuditor:
                 measure=measure,
                 variant=variant,
                 values=to_numpy(values),
+                run_b=run_b,
             ))
 
         return emit

@@ -39,7 +39,8 @@ def native_map_size(ref: RunRef, config: AuditConfig) -> tuple[int, int]:
 
     device = resolve_device(config.device)
     model = ref.load(device)
-    with SalienceExtractor(model, config.method) as extractor:
+    # The autograd path: a blank image must not stand in for the run's first-batch check of the forward path.
+    with SalienceExtractor(model, config.method, path="autograd") as extractor:
         maps = extractor(torch.zeros(1, 3, model.input_size, model.input_size, device=device)).maps
     return int(maps.shape[-2]), int(maps.shape[-1])
 

@@ -6,6 +6,7 @@ recomputed, and the final results of a resumed audit equal an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import warnings
@@ -33,6 +34,7 @@ from salience_audit.measures import registry
 from salience_audit.models.audit_model import AuditModel, class_order
 from salience_audit.profiles import DEFAULT_PROFILE
 from salience_audit.results.fingerprint import FINGERPRINT_KEY, HASH_NAME, PARTS_KEY, compute_params
+from salience_audit.results.schema import schema_description
 from salience_audit.results.store import (
     ResultStore,
     StoreWriteError,
@@ -191,6 +193,8 @@ def run_audit(
                 stacklevel=2,
             )
     refs = _run_refs(groups, trust_pickle=trust_pickle, allow_unfinished=allow_unfinished)
+    if config.batch_size == "auto":
+        config = _resolve_auto_batch(config, refs)
     claim_output_folder(out, force=force, write=False)  # refuse a foreign folder before touching it
     with AuditFolderLock(out, command=command) as lock:
         if lock.stale_owner is not None:
@@ -249,7 +253,9 @@ def _audit_locked(
         },
         "noise_levels": list(config.noise_levels),
         "compare_with": None if compare_with is None else str(compare_with),
+        "batch_size_auto": bool(config.extra.get("batch_size_auto", False)),
         "skipped_measures": skipped,
+        "row_schema": schema_description(),
         **registry.descriptions(config.measures),
     }
     _check_resume_compatible(out, meta)
@@ -295,6 +301,18 @@ def _audit_locked(
     return finalize(out, meta, rejected, report=report, compare_with=compare_with, refs=refs, datasets=checked, config=config)
 
 
+def _resolve_auto_batch(config: AuditConfig, refs: dict[str, list[RunRef]]) -> AuditConfig:
+    """``config`` with ``batch_size="auto"`` replaced by the number (see ``audit.batchsize``)."""
+    from salience_audit.audit.batchsize import CPU_AUTO_BATCH, auto_batch_size
+    from salience_audit.device import resolve_device
+
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        first = next(iter(refs.values()))[0]
+        size = auto_batch_size(first.load(device), config, device)
+    else:
+        size = CPU_AUTO_BATCH
+    return dataclasses.replace(config, batch_size=size, extra={**config.extra, "batch_size_auto": True})
 MODEL_MEASURES: tuple[str, ...] = ("noise", "transforms", "degradation", "deletion")
 """Measures that need a model (forward passes on changed images); precomputed maps cannot give them."""
 

@@ -58,6 +58,17 @@ DEFAULT_SPLITS: tuple[str, ...] = ("test", "audit")
 COMMAND_LINE_ONLY: frozenset[str] = frozenset({"force", "trust_pickle"})
 """Settings refused in a config file: a reused file must not silently weaken a check."""
 
+def _count_or_auto(value: Any) -> Any:
+    """A whole number >= 1, or the text ``auto`` (strict: ``"24"`` is not a number)."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number >= 1 or 'auto', got {shown(value)}")
+    if value < 1:
+        raise ValueError(f"input should be greater than or equal to 1, got {shown(value)}")
+    return value
+
+
 _DEFAULT: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(AuditConfig) if f.default is not dataclasses.MISSING
 }
@@ -74,11 +85,18 @@ class ComputeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: StrictStr = Field(default=_DEFAULT["method"], description="salience method")
+    salience_path: StrictStr = Field(
+        default=_DEFAULT["salience_path"],
+        description="auto (forward-only where the head allows it, checked), forward or autograd",
+    )
     measures: Annotated[tuple[StrictStr, ...], BeforeValidator(comma_list)] = Field(
         default=_DEFAULT["measures"], description="measures to compute, or 'all'"
     )
     target: Literal["predicted", "label"] = _DEFAULT["target"]
-    batch_size: Count = _DEFAULT["batch_size"]
+    batch_size: Annotated[int | str, BeforeValidator(_count_or_auto)] = Field(
+        default=_DEFAULT["batch_size"],
+        description="images per model pass, or 'auto' (largest that fits on CUDA; 16 on the CPU)",
+    )
     shard_size: Count = _DEFAULT["shard_size"]
     device: DeviceName = _DEFAULT["device"]
     num_workers: NonNegative = _DEFAULT["num_workers"]
@@ -94,6 +112,7 @@ class ComputeSettings(BaseModel):
         default=_DEFAULT["profile"],
         description="conventions: default (corrected definitions) or study (the original study's code; docs/fidelity.md)",
     )
+    min_runs: Annotated[StrictInt, Field(ge=2, description="runs per group a family verdict needs")] = _DEFAULT["min_runs"]
 
     @field_validator("measures", mode="after")
     @classmethod
@@ -116,6 +135,15 @@ class ComputeSettings(BaseModel):
         if value not in METHODS and ":" not in value:  # package.module:function = a user explainer
             raise ValueError(f"unknown salience method {value!r}; known: {', '.join(METHODS)}, "
                              "or package.module:function for your own explainer")
+        return value
+
+    @field_validator("salience_path", mode="after")
+    @classmethod
+    def _known_path(cls, value: str) -> str:
+        from salience_audit.salience.forward import SALIENCE_PATHS
+
+        if value not in SALIENCE_PATHS:
+            raise ValueError(f"unknown salience path {value!r}; known: {', '.join(SALIENCE_PATHS)}")
         return value
 
     def audit_config(self) -> AuditConfig:

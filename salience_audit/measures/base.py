@@ -45,8 +45,9 @@ from salience_audit.salience.normalize import upscale
 Direction = str | None
 """``"lower"`` / ``"higher"`` (smaller / larger is better), ``"zero"`` (close to 0 is better), None (descriptive)."""
 
-Emit = Callable[[str, str, str, "np.ndarray | Tensor"], None]
-"""``emit(run, measure, variant, values [B])``: add one row per image of the batch."""
+Emit = Callable[..., None]
+"""``emit(run, measure, variant, values [B], run_b=None)``: add one row per image of the batch
+(a row of a pair of runs names the second run in ``run_b``)."""
 
 
 @dataclass(frozen=True)

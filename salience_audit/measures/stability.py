@@ -24,8 +24,6 @@ from salience_audit.salience.normalize import to_uint8_levels
 STABILITY_SSIM = "stability_ssim"
 STABILITY_SPEARMAN = "stability_spearman"
 STABILITY_IOU = "stability_iou"
-PAIR_SEPARATOR = "|"
-"""The ``run`` column of a pairwise row is ``"<run a>|<run b>"``."""
 
 
 def _too_few_runs(n: int) -> ValueError:
@@ -172,7 +170,7 @@ class Stability(Measure):
                         (STABILITY_IOU, pairwise_topk_iou)):
             pairs, values = fn(stacked)
             for (i, j), vals in zip(pairs, values):
-                emit(f"{runs[i].name}{PAIR_SEPARATOR}{runs[j].name}", key, "", vals)
+                emit(runs[i].name, key, "", vals, run_b=runs[j].name)
 
 
 callable_module(__name__)  # salience_audit.measures.stability(...) calls stability() above

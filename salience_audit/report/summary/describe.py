@@ -92,6 +92,11 @@ def is_pairwise(name: str) -> bool:
     return info(name).pairwise
 
 
+def pairwise_measures() -> tuple[str, ...]:
+    """Names of the described row measures whose rows are per pair of runs (stability's, and a user's)."""
+    return tuple(o.name for o in described_outputs() if o.pairwise)
+
+
 def measure_table() -> dict[str, dict[str, object]]:
     """JSON-ready description of every described measure (``summary.json`` key ``measures``)."""
     return {o.name: o.to_dict() for o in described_outputs()}
