@@ -37,7 +37,12 @@ def golden(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _expected(rows: pd.DataFrame, run: str, measure: str, variant: str = "") -> np.ndarray:
-    sel = rows[(rows["run"] == run) & (rows["measure"] == measure) & (rows["variant"] == variant)]
+    if "|" in run and "run_a" in rows.columns:  # a pair of runs: row layout 2 names them in run_a / run_b
+        a, b = run.split("|", 1)
+        who = (rows["run_a"] == a) & (rows["run_b"] == b)
+    else:
+        who = rows["run"] == run
+    sel = rows[who & (rows["measure"] == measure) & (rows["variant"] == variant)]
     return sel.sort_values("index")["value"].to_numpy()
 
 

@@ -346,3 +346,8 @@ def _keep_only_cached(runs: list[RunRef], device: torch.device) -> None:
     if stale and device.type == "cuda":
         torch.cuda.empty_cache()
 
+
+
+def clear_model_cache() -> None:
+    """Drop every cached model (the audit is done: no run stays loaded)."""
+    _MODEL_CACHE.clear()

@@ -377,7 +377,7 @@ class SalienceExtractor:
         key = self._verdict_key
         if self.path == "auto" and verdicts.get(key) is not None:
             return None
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             x = self._prepare(x01)
             try:
                 raw, logits, t = self._forward(x, lambda lg: self._resolve_target(lg, target))
