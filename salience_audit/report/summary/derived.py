@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from salience_audit.measures import registry
-from salience_audit.results.schema import ROW_COLUMNS
+from salience_audit.results.schema import CORE_COLUMNS as ROW_COLUMNS
 
 
 def _empty() -> pd.DataFrame:
