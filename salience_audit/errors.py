@@ -59,7 +59,7 @@ class MissingExtraError(SalienceAuditError):
         )
 
 
-_PACKAGE_OF = {"skimage": "scikit-image", "gan_face_generate": "gan-face-generate"}
+_PACKAGE_OF = {"skimage": "scikit-image", "gan_face_generate": "gan-face-generate", "pytorch_grad_cam": "grad-cam"}
 """Import name -> the name pip installs, where they differ."""
 
 

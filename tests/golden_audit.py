@@ -26,7 +26,8 @@ import pandas as pd
 GOLDEN_ROWS = Path(__file__).parent / "golden" / "rows.parquet"
 """The pinned rows (``path`` relative to the generated folder, sorted by :data:`SORT_KEYS`)."""
 
-SORT_KEYS = ["dataset", "path", "group", "run", "measure", "variant"]
+SORT_KEYS = ["dataset", "path", "group", "run", "run_a", "run_b", "measure", "variant"]
+"""Row keys; the pinned rows use row layout 2 (``run_a`` / ``run_b``, typed variant columns; null text as "")."""
 IMAGE_SIZE = 64
 N_IN_SET = 12
 N_OUT_OF_SET = 4
@@ -170,8 +171,12 @@ def build_inputs(root: Path) -> tuple[dict[str, list[Path]], dict[str, list]]:
     return groups, {"faces": faces, "others": others}
 
 
-def run_golden_audit(root: Path) -> pd.DataFrame:
-    """Build the inputs under ``root``, audit them (every measure), return the sorted rows."""
+def run_golden_audit(root: Path, salience_path: str = "auto") -> pd.DataFrame:
+    """Build the inputs under ``root``, audit them (every measure), return the sorted rows.
+
+    The pinned rows were computed with autograd Grad-CAM; ``salience_path`` ("auto", the
+    default: forward-only after the first-batch check, "forward", "autograd") must not change them.
+    """
     import torch
 
     from salience_audit.audit.config import MEASURES, AuditConfig
@@ -179,7 +184,8 @@ def run_golden_audit(root: Path) -> pd.DataFrame:
 
     groups, datasets = build_inputs(root)
     config = AuditConfig(measures=MEASURES, device="cpu", batch_size=5, shard_size=8, seed=3,
-                         noise_levels=(0.0, 0.05, 0.25, 1.0), deletion_steps=4, gallery_size=1)
+                         noise_levels=(0.0, 0.05, 0.25, 1.0), deletion_steps=4, gallery_size=1,
+                         salience_path=salience_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -200,6 +206,9 @@ def normalise_rows(rows: pd.DataFrame, root: Path) -> pd.DataFrame:
     for col in rows.columns:
         if isinstance(rows[col].dtype, pd.CategoricalDtype):
             rows[col] = rows[col].astype(str)
+    for col in ("run", "run_a", "run_b", "transform"):
+        if col in rows.columns:
+            rows[col] = rows[col].fillna("").astype(str)
     prefix = str(root) + "/"
     rows["path"] = rows["path"].astype(str).map(lambda p: p[len(prefix):] if p.startswith(prefix) else p)
     return rows.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)

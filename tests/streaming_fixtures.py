@@ -3,7 +3,7 @@
 The shards look like the audit's own (``salience_audit/audit/plan.py``, ``store.py``): one
 file per (group, dataset, contiguous image range) holding every run of the group, rows
 written batch by batch (within a batch: run, measure, variant, then image), stability rows
-``"a|b"`` per pair of runs after each batch's per-run rows, the store's row schema.
+per pair of runs (``run_a`` / ``run_b``) after each batch's per-run rows, the store's row schema.
 
 Per-image values: ``entropy_norm = 0.6 + group shift + image effect + run effect + noise``
 (the group shift is what the tests plant; image effects and noise are independent per
@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salience_audit.results.schema import ROW_SCHEMA
+from salience_audit.results.schema import CORE_COLUMNS, rows_table
 
 NOISE = [f"a={a:g}" for a in (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)]
 TRANSFORMS = ["identity", "flip_lr", "flip_tb", "rot90_cw", "rot90_ccw"] + [
@@ -52,7 +52,7 @@ def _shard_table(
     group: str, dataset: str, start: int, stop: int, runs: list[str], labels: np.ndarray, shift: float,
     stab_shift: float, extra: bool, batch_size: int, rng: np.random.Generator,
 ) -> pa.Table:
-    cols: dict[str, list[np.ndarray]] = {name: [] for name in ROW_SCHEMA.names}
+    cols: dict[str, list[np.ndarray]] = {name: [] for name in CORE_COLUMNS}
 
     def add(idx: np.ndarray, run: str, measure: str, variant: str, values: np.ndarray) -> None:
         n = idx.size
@@ -82,8 +82,7 @@ def _shard_table(
                     add(idx, run, measure, variant, rng.random(idx.size))
         for ra, rb in itertools.combinations(runs, 2):
             add(idx, f"{ra}|{rb}", "stability_ssim", "", 0.5 + stab_shift + rng.normal(0.0, 0.05, idx.size))
-    arrays = [pa.array(np.concatenate(cols[f.name]), type=f.type) for f in ROW_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=ROW_SCHEMA)
+    return rows_table({name: np.concatenate(parts) for name, parts in cols.items()})
 
 
 def write_synthetic_audit(

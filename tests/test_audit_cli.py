@@ -57,8 +57,18 @@ def test_audit_on_original_study_csv(audit_setup, tmp_path, capsys):  # noqa: F8
     _check_human_entropy_against_skimage(human, root / "annotations", all_rows)
     rows = all_rows[all_rows["group"] != "human"]
     assert set(rows["group"]) == {"xent", "cyborg"}
-    runs = {r for r in rows["run"] if "|" not in r}
+    runs = set(rows["run"].dropna())
     assert len(runs) == 4
+    # row layout 2: pairs of runs in run_a / run_b (no packed "a|b"), typed variant columns
+    pairs = rows[rows["run"].isna()]
+    assert set(pairs["measure"]) == {"stability_ssim", "stability_spearman", "stability_iou"}
+    assert set(pairs["run_a"]) | set(pairs["run_b"]) == runs and pairs["run_a"].notna().all()
+    noisy = rows[rows["variant"].str.startswith("a=")]  # (noise is not among this audit's measures)
+    assert (noisy["noise_amount"] == noisy["variant"].str[2:].astype(float)).all()
+    shifted = rows[rows["variant"].str.startswith("shift(")]
+    assert len(shifted) and (shifted["transform"] == "shift").all() and shifted["shift_dx"].notna().all()
+    meta = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    assert meta["row_schema"]["version"] == 2 and list(meta["row_schema"]["columns"]) == list(rows.columns)
     # one row per image x run for each per-run measure, nothing duplicated
     ent = rows[rows["measure"] == "entropy_norm"]
     assert len(ent) == 4 * n

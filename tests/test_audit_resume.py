@@ -164,9 +164,30 @@ def test_changed_plan_in_same_folder_is_refused(
     out = tmp_path / "audit"
     shutil.copytree(reference, out)
     before = sorted(p.name for p in (out / "results").iterdir())
-    code = cli_main(_audit_args(audit_setup, out, measures="entropy,noise"))
+    args = _audit_args(audit_setup, out)
+    args[args.index("--shard-size") + 1] = str(SHARD_SIZE + 1)  # another set of shards: refused
+    code = cli_main(args)
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT
-    assert "different plan" in err and "measures" in err and str(out) in err
+    assert "different plan" in err and "shard_size" in err and str(out) in err
     assert sorted(p.name for p in (out / "results").iterdir()) == before
+
+
+def test_changed_measures_in_same_folder_recompute_every_shard(
+    audit_setup: AuditSetup,  # noqa: F811
+    reference: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "audit"
+    shutil.copytree(reference, out)
+    before = {p.name: p.stat().st_ino for p in (out / "results").glob("*.parquet")}
+    assert cli_main(_audit_args(audit_setup, out, measures="entropy,noise")) == 0
+    err = capsys.readouterr().err
+    assert f"{len(before)} of {len(before)} finished shard(s) were stale and are recomputed: measures" in err
+    after = {p.name: p.stat().st_ino for p in (out / "results").glob("*.parquet")}
+    assert set(after) == set(before) and all(after[n] != before[n] for n in before)
+    fresh = tmp_path / "fresh"
+    assert cli_main(_audit_args(audit_setup, fresh, measures="entropy,noise")) == 0
+    pd.testing.assert_frame_equal(_rows(out), _rows(fresh), check_exact=True)
 

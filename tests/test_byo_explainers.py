@@ -9,7 +9,6 @@ from byo_fixtures import audit, image_tree, rows
 from skimage.measure import shannon_entropy
 
 from salience_audit.data.images import load_image
-from salience_audit.errors import EXIT_BAD_INPUT
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.salience.explainers import captum_explainer, grad_cam_explainer
 from salience_audit.salience.extract import SalienceExtractor
@@ -86,4 +85,4 @@ def test_cli_method_imports_a_user_function_and_a_library_class(tmp_path, capsys
     assert code == 0, err
     assert len(rows(tmp_path / "lib", "entropy")) == 4
     code, _, err = audit(capsys, *common, "--method", "my_explainers:nothing", "--out", str(tmp_path / "bad"))
-    assert code == EXIT_BAD_INPUT and "has no attribute 'nothing'" in err
+    assert code == 1 and "has no attribute 'nothing'" in err

@@ -121,3 +121,13 @@ def test_token_grid_leaves_the_network_unchanged() -> None:
     net.blocks[11].norm1.token_grid.grid.register_forward_hook(lambda m, i, out: seen.append(out.shape))
     torch.testing.assert_close(net(x), before, rtol=0, atol=0)
     assert list(net.state_dict()) == keys and seen == [(2, 192, 4, 4)]
+
+
+def test_a_missing_extra_names_it(monkeypatch) -> None:
+    import sys
+
+    from salience_audit.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "timm", None)
+    with pytest.raises(MissingExtraError, match=r"salience-audit\[byo\]"):
+        build_from_recipe(ModelRecipe(arch="timm:resnet10t"))

@@ -253,7 +253,7 @@ def test_bad_flag_values_are_refused_before_anything_is_written(tmp_path, capsys
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("batch_size: abc\n", "batch_size: input should be a valid integer, got 'abc' (str)"),
+        ("batch_size: abc\n", "batch_size: expected a whole number >= 1 or 'auto', got 'abc' (str)"),
         ("measures: 5\n", "measures: input should be a list, got 5 (int)"),
         ("groups: [a, b]\n", "groups: expected a mapping of group name -> run-folder pattern"),
         ('threshold: "0.7"\n', "threshold: expected a number, got '0.7' (str)"),

@@ -1,6 +1,6 @@
 """Report: summary numbers, figures, self-contained HTML and Markdown, on a synthetic audit folder.
 
-The synthetic audit has two groups x 3 runs: ``xent`` (plain) and ``<b>g</b>`` (guided, by
+The synthetic audit has two groups x 5 runs: ``xent`` (plain) and ``<b>g</b>`` (guided, by
 its runs' ``loss`` metadata), two in-set datasets x 20 images, a small out-of-set dataset,
 and a gallery. The guided group has a known lower entropy and higher cross-run stability.
 """
@@ -30,7 +30,7 @@ from salience_audit.results.jsonsafe import json_safe
 
 GUIDED = "<b>g</b>"
 PLAIN = "xent"
-GROUPS = {PLAIN: ["xent_s0", "xent_s1", "xent_s2"], GUIDED: ["g_s0", "g_s1", "g_s2"]}
+GROUPS = {PLAIN: [f"xent_s{k}" for k in range(5)], GUIDED: [f"g_s{k}" for k in range(5)]}
 DATASETS = {"stylegan2": ("in", 20), "progan": ("in", 20), "unseen": ("out-of-set", 8)}
 NOISE = [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0]
 TRANSFORMS = ["identity", "flip_lr", "flip_tb"] + [
@@ -235,7 +235,7 @@ def test_group_means_match_recomputation_from_rows(audit):
             assert rec["mean"] == pytest.approx(vals.mean(), abs=1e-12)
             assert rec["std"] == pytest.approx(vals.std(ddof=1), abs=1e-12)
             assert rec["ci_low"] <= rec["mean"] <= rec["ci_high"]
-            assert rec["n_runs"] == 3
+            assert rec["n_runs"] == 5
         pooled = per_image[(per_image["group"] == group) & per_image["dataset"].isin(["stylegan2", "progan"])]
         rec = _stat(summary, "entropy_norm", "", group, POOLED)
         assert rec["n"] == 40 and rec["mean"] == pytest.approx(pooled["value"].mean(), abs=1e-12)
@@ -284,7 +284,7 @@ def test_derived_aggregates(audit):
     # detection per run and per group
     per_group = next(r for r in summary["detection"]["per_group"] if (r["group"], r["dataset"]) == (PLAIN, "progan"))
     accs = [r["accuracy"] for r in summary["detection"]["per_run"] if r["group"] == PLAIN and r["dataset"] == "progan"]
-    assert len(accs) == 3 and per_group["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert len(accs) == 5 and per_group["accuracy"]["mean"] == pytest.approx(np.mean(accs))
     # out-of-set comparison of entropy, per group
     oos = {r["group"]: r for r in summary["out_of_set_entropy"]}
     assert set(oos) == set(GROUPS) and all(r["dataset"] == "unseen" and r["mean_diff"] > 0 for r in oos.values())
@@ -299,7 +299,10 @@ def test_known_group_difference_is_detected_in_the_right_direction(audit):
         assert cmp["mean_diff"] == pytest.approx(-ENTROPY_SHIFT, abs=0.03)
         assert cmp["mannwhitney_p"] < 0.001
         verdict = cmp["verdict"]
-        assert verdict["separates"] is True
+        # run level: 5 and 5 runs, exact permutation test, every split more extreme than none
+        assert cmp["runs"]["exact"] and cmp["runs"]["p"] == pytest.approx(2 / 252)
+        assert cmp["runs"]["p_adjusted"] >= cmp["runs"]["p"] and verdict["p_adjusted"] == cmp["runs"]["p_adjusted"]
+        assert verdict["separates"] is True and verdict["enough_runs"] is True
         assert verdict["direction"] == f"{PLAIN} higher than {GUIDED}"
         assert verdict["better_group"] == GUIDED
         assert verdict["expected"] == f"{GUIDED} lower than {PLAIN}"
@@ -311,6 +314,45 @@ def test_known_group_difference_is_detected_in_the_right_direction(audit):
     finding = next(f for f in summary["findings"] if f["measure"] == "entropy_norm")
     assert finding["better"] == "lower" and finding["study_guided_vs_plain"] == "lower"
     assert finding["question"] == "How focused is the model?"
+
+
+def test_family_numbers_match_a_recomputation_from_rows(audit):
+    """Run x image CI from the runs x images table; run-level test on run means; BH over the report."""
+    from scipy import stats as sps
+
+    from salience_audit.stats.crossed import CrossedMoments, crossed_ci
+    from salience_audit.stats.fdr import bh_adjust
+
+    summary = audit["summary"]
+    rows = load_results(audit["out"])
+    ent = rows[(rows["measure"] == "entropy_norm") & (rows["dataset"] == "progan")]
+    tables = {g: ent[ent["group"] == g].pivot(index="run", columns="index", values="value").to_numpy()
+              for g in GROUPS}
+    for group, table in tables.items():
+        fam = _stat(summary, "entropy_norm", "", group, "progan")["family"]
+        ref = crossed_ci(CrossedMoments.from_table(table))
+        assert fam["n_runs"] == 5 and fam["n_images"] == 20
+        assert fam["mean"] == pytest.approx(table.mean(), abs=1e-12)
+        assert fam["ci_low"] == pytest.approx(float(ref["ci_low"]), rel=1e-9)
+        assert fam["ci_high"] == pytest.approx(float(ref["ci_high"]), rel=1e-9)
+        assert fam["ci_high"] - fam["ci_low"] > _stat(summary, "entropy_norm", "", group, "progan")["ci_high"] - \
+            _stat(summary, "entropy_norm", "", group, "progan")["ci_low"]  # runs add variance
+    runs = _comparison(summary, "entropy_norm", "", "progan")["runs"]
+    a, b = tables[PLAIN].mean(axis=1), tables[GUIDED].mean(axis=1)
+    ref = sps.permutation_test((a, b), lambda x, y: abs(np.mean(x) - np.mean(y)), permutation_type="independent",
+                               n_resamples=np.inf, alternative="greater", vectorized=False)
+    assert runs["p"] == pytest.approx(ref.pvalue) and runs["diff"] == pytest.approx(a.mean() - b.mean())
+    assert runs["diff_ci_low"] < runs["diff"] < runs["diff_ci_high"] and runs["hedges_g"] > 3
+    assert len(runs["leave_one_out"]) == 10 and runs["driven_by"] == []
+    # BH over every run-level p of the report
+    ps = [c["runs"]["p"] if c.get("runs") else None for c in summary["comparisons"]]
+    adjusted = bh_adjust(ps)
+    got = [c["runs"]["p_adjusted"] if c.get("runs") else None for c in summary["comparisons"]]
+    np.testing.assert_allclose(np.array(got, dtype=float), adjusted, rtol=1e-12)
+    assert summary["method"]["multiple_comparisons"]["m_run_level"] == int(np.isfinite(adjusted).sum())
+    # stability: pairs through runs (jackknife)
+    stab = _stat(summary, "stability_ssim", "", GUIDED, "progan")["family"]
+    assert stab["n_runs"] == 5 and len(stab["run_values"]) == 10 and stab["ci_low"] < stab["mean"] < stab["ci_high"]
 
 
 def test_selection_ranks_equally_accurate_runs(audit):
@@ -472,3 +514,29 @@ def test_write_report_reuses_an_up_to_date_summary(audit):
         assert load_fresh_summary(audit["out"], n_boot=300, seed=0) is None
     finally:
         os.utime(shard, (summary_mtime - 10, summary_mtime - 10))
+
+
+def test_a_difference_resting_on_one_run_is_flagged():
+    """4 vs 4 runs; one guided run far below the others carries the whole difference."""
+    run_means = {"g_s0": 0.5, "g_s1": 0.9, "g_s2": 0.9, "g_s3": 0.9,
+                 "xent_s0": 0.91, "xent_s1": 0.92, "xent_s2": 0.93, "xent_s3": 0.94}
+    rng = np.random.default_rng(0)
+    image_effect = rng.normal(0, 0.01, 30)
+    rows = pd.DataFrame([
+        dict(dataset="faces", path=f"i{i}.png", index=i, label=i % 2, group=run.split("_")[0], run=run,
+             measure="entropy_norm", variant="", value=mean + image_effect[i])
+        for run, mean in run_means.items() for i in range(30)
+    ])
+    meta = {"groups": {"g": [r for r in run_means if r.startswith("g_")],
+                       "xent": [r for r in run_means if r.startswith("xent")]},
+            "runs": {r: {"group": r.split("_")[0], "loss": "cyborg" if r.startswith("g_") else "xent"}
+                     for r in run_means}}
+    summary = summarize(rows, meta, n_boot=200)
+    cmp = _comparison(summary, "entropy_norm", "", "faces")
+    assert cmp["runs"]["p"] == pytest.approx(2 / 70)  # the guided runs are the 4 lowest: the most extreme split
+    verdict = cmp["verdict"]
+    assert verdict["separates"] is True and verdict["driven_by_one_run"] == ["g_s0"]
+    assert "driven by one run (g_s0)" in verdict["label"]
+    without = next(r for r in cmp["runs"]["leave_one_out"] if r["run"] == "g_s0")
+    assert (cmp["group_a"], cmp["runs"]["diff"]) == ("g", pytest.approx(0.8 - 0.925, abs=1e-9))
+    assert without["diff"] == pytest.approx(0.9 - 0.925, abs=1e-9)  # a fifth of the difference is left

@@ -1,5 +1,10 @@
 """Open the demo report in headless Chromium: every figure loads, no page errors; keep a screenshot.
 
+Readability at 100% zoom (1280 px window): the forest plot is the first figure; no figure
+is wider than the page or shown scaled down; the smallest font of every figure (written
+by the report into the PNG's ``min-font-px`` text chunk, checked here against the
+displayed scale) and of every text element of the page is at least 9 px.
+
 Chromium is Debian's package (`make test` installs it when missing); Playwright drives it
 through `executable_path`, so no browser is downloaded. The screenshot is kept in
 `test-artifacts/report.png` at the repository root.
@@ -7,6 +12,8 @@ through `executable_path`, so no browser is downloaded. The screenshot is kept i
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
 from pathlib import Path
 
@@ -41,7 +48,16 @@ def test_report_renders_in_chromium(quick_demo):  # noqa: F811
             page.goto(report.as_uri(), wait_until="load")
             images = page.evaluate(
                 "Array.from(document.images).map(i => ({src: i.src.slice(0, 30), ok: i.complete && i.naturalWidth > 0,"
-                " w: i.naturalWidth, h: i.naturalHeight, alt: i.alt}))"
+                " w: i.naturalWidth, h: i.naturalHeight, alt: i.alt, shown: i.getBoundingClientRect().width,"
+                " border: i.offsetWidth - i.clientWidth, right: i.getBoundingClientRect().right,"
+                " figure: i.closest('figure') ? i.closest('figure').id : ''}))"
+            )
+            uris = page.evaluate("Array.from(document.images).map(i => i.src)")
+            page_width = page.evaluate("document.querySelector('main').getBoundingClientRect().right")
+            small_text = page.evaluate(
+                "Array.from(document.querySelectorAll('body *')).filter(e => e.childNodes.length &&"
+                " Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim()) &&"
+                " parseFloat(getComputedStyle(e).fontSize) < 9).map(e => e.tagName + ': ' + e.textContent.slice(0, 40))"
             )
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
@@ -49,6 +65,17 @@ def test_report_renders_in_chromium(quick_demo):  # noqa: F811
         finally:
             browser.close()
     assert len(images) >= 8, images
+    assert images[0]["figure"] == "fig-forest", [im["figure"] for im in images[:3]]  # the forest plot comes first
+    from PIL import Image
+
+    for im, uri in zip(images, uris):
+        shown = im["shown"] - im["border"]
+        assert im["right"] <= page_width + 0.5, (im["figure"], im["right"], page_width)  # not wider than the page
+        assert abs(shown - im["w"]) <= 1, (im["figure"], shown, im["w"])  # natural size: never scaled down
+        png = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+        min_font = float(png.info["min-font-px"]) * shown / im["w"]
+        assert min_font >= 9.0, (im["figure"], min_font)
+    assert not small_text, small_text[:5]
     broken = [im for im in images if not im["ok"]]
     assert not broken, broken
     assert all(im["src"].startswith("data:image/png") for im in images)

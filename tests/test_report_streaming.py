@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import math
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from fixtures_audit import audit_setup  # noqa: F401  (session fixture)
 from streaming_fixtures import write_synthetic_audit
 
 from salience_audit.cli import main
+from salience_audit.errors import EXIT_BAD_INPUT
 from salience_audit.report.summary.accumulate import (
     Z95,
     AuditAccumulator,
@@ -50,12 +52,14 @@ from salience_audit.results.reader import (
     plan_units,
     result_files,
 )
-from salience_audit.results.schema import ROW_SCHEMA
+from salience_audit.results.schema import ROW_SCHEMA, rows_table
 from salience_audit.stats.bootstrap import bootstrap_ci
 
 N_BOOT = 200
 MOMENT_PATHS = ("per_run", "stability_matrices", "selection")
 """Summary parts made from running moments: equal to the in-memory numbers up to rounding (~1e-15)."""
+FAMILY_KEYS = ("family", "runs", "verdict", "multiple_comparisons")
+"""Family-level parts (per-run moments merged chunk by chunk): equal up to rounding, 1e-9 relative."""
 
 
 def _assert_same(a, b, path="", rel=0.0):
@@ -63,7 +67,7 @@ def _assert_same(a, b, path="", rel=0.0):
     if isinstance(a, dict):
         assert isinstance(b, dict) and list(a) == list(b), path
         for k in a:
-            _assert_same(a[k], b[k], f"{path}.{k}", rel)
+            _assert_same(a[k], b[k], f"{path}.{k}", max(rel, 1e-9) if k in FAMILY_KEYS else rel)
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
@@ -185,7 +189,9 @@ def test_rows_of_an_image_split_over_files_are_read_together(real_audit, tmp_pat
     """Files that do not follow the shard layout are merged before per-image values are made."""
     rows = real_audit["rows"]
     (tmp_path / "results").mkdir()
-    (tmp_path / "audit.json").write_text(json.dumps(real_audit["meta"]), encoding="utf-8")
+    # A hand-made layout (rows re-split over files), so no shard list / audit id to check them against.
+    hand_made = {k: v for k, v in real_audit["meta"].items() if k not in ("shards", "audit_id")}
+    (tmp_path / "audit.json").write_text(json.dumps(hand_made), encoding="utf-8")
     shuffled = rows.sample(frac=1.0, random_state=0).reset_index(drop=True)
     for k, part in enumerate(np.array_split(np.arange(len(shuffled)), 3)):
         shuffled.iloc[part].to_parquet(tmp_path / "results" / f"part-{k}.parquet", index=False)
@@ -245,10 +251,13 @@ def test_small_capacity_keeps_moments_exact(big_audit):
         assert hit["mean_diff"] == pytest.approx(stats[("entropy_norm", "", "a", dataset)]["mean"]
                                                  - stats[("entropy_norm", "", "shifted", dataset)]["mean"], rel=1e-12)
         assert hit["mannwhitney_p"] < 1e-3 and hit["welch_p"] < 1e-10 and hit["cliffs_delta"] < -0.3
-        assert hit["verdict"]["separates"] is True
+        assert hit["verdict"]["images"]["separates"] is True  # for these trained runs ...
+        # ... but 3 runs against 3 cannot show a family difference: the exact permutation p is at least 2/20
+        assert hit["runs"]["p"] == pytest.approx(0.1) and hit["runs"]["min_p"] == pytest.approx(0.1)
+        assert hit["verdict"]["separates"] is False
         # ... and none between two groups of the same distribution
         null = cmps[("a", "b", dataset)]
-        assert null["mannwhitney_p"] > 0.01 and null["welch_p"] > 0.01 and null["verdict"]["separates"] is False
+        assert null["mannwhitney_p"] > 0.01 and null["welch_p"] > 0.01 and null["verdict"]["images"]["separates"] is False
     # per run and stability matrices from running moments: exact
     per_run = {(r["measure"], r["run"], r["dataset"]): r for r in summary["per_run"]}
     own = rows[(rows["measure"] == "entropy_norm") & (rows["run"] == "b_s1") & (rows["dataset"] == "d1")]["value"]
@@ -318,7 +327,8 @@ def test_chunks_are_cut_between_images_only():
         n = len(index)
         cols = {"dataset": ["d"] * n, "path": [""] * n, "index": index, "label": [0] * n, "group": ["g"] * n,
                 "run": ["r"] * n, "measure": ["m"] * n, "variant": [""] * n, "value": [0.0] * n}
-        return pa.table(cols, schema=ROW_SCHEMA)
+        return rows_table({k: np.asarray(v, dtype=object if k not in ("index", "label", "value") else None)
+                           for k, v in cols.items()})
 
     # batch-major rows (images 0-1, then 2-3, ...): cuts between batches
     batches = table([0, 1, 0, 1, 2, 3, 2, 3, 4, 5, 4, 5])
@@ -368,3 +378,64 @@ def test_report_command_with_a_sample_capacity(big_audit, tmp_path):
     assert summary["method"]["sample_capacity"] == 50 and summary["method"]["approximated"]["stats"]
     html = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert "have more than 50 images" in html and "Salience entropy per image" in html
+
+
+def test_two_runs_per_group_give_no_family_verdict(real_audit):
+    """2 runs per family: the numbers are shown, the verdict says there are not enough runs."""
+    from salience_audit.report.document.content import build_document
+    from salience_audit.report.render.markdown import render_markdown
+
+    summary = real_audit["streamed"]
+    assert summary["families"]["xent"] == "plain" and summary["families"]["cyborg"] == "guided"
+    cmps = [c for c in summary["comparisons"] if c["group_a"] != "human" and c["group_b"] != "human"]
+    assert cmps
+    for cmp in cmps:
+        verdict = cmp["verdict"]
+        if cmp["runs"] is None:
+            continue
+        assert verdict["separates"] is None and verdict["enough_runs"] is False
+        assert verdict["label"] == "not enough runs to compare families (n = 2 and 2)"
+        assert verdict["study_check"] in ("not enough runs", None)
+    ent = next(c for c in cmps if (c["measure"], c["dataset"]) == ("entropy_norm", "faces"))
+    assert ent["verdict"]["study_check"] == "not enough runs" and ent["runs"]["p"] == pytest.approx(2 / 6)
+    fam = next(r for r in summary["stats"] if (r["measure"], r["group"], r["dataset"]) == ("entropy_norm", "xent",
+                                                                                           "faces"))["family"]
+    assert fam["n_runs"] == 2 and fam["mean"] is not None  # numbers still shown
+    text = render_markdown(build_document(summary, []))
+    assert "not enough runs to compare families (n = 2 and 2)" in text
+    assert "Benjamini-Hochberg" in text and "adjusted" in text
+
+
+def test_model_selection_uses_validation_accuracy_with_human_maps(real_audit):
+    """The human reference group has no validation accuracy; selection still uses the runs' best_val_acc."""
+    summary, meta = real_audit["streamed"], real_audit["meta"]
+    assert "human" in summary["groups"]  # human maps were audited as a reference group
+    sel = summary["selection"]
+    assert sel["accuracy_source"] == "validation" and "validation accuracy" in sel["rule"]
+    rows = {r["run"]: r for r in sel["rows"]}
+    assert "human" not in {r["group"] for r in rows.values()}
+    for run, rec in rows.items():  # independent oracle: the runs' own run.json
+        run_json = json.loads((Path(meta["runs"][run]["path"]) / "run.json").read_text(encoding="utf-8"))
+        assert rec["val_accuracy"] == pytest.approx(run_json["best_val_acc"] / (100 if run_json["best_val_acc"] > 1
+                                                                                else 1))
+        assert rec["accuracy"] == rec["val_accuracy"]  # never the test accuracy
+    best = max(r["val_accuracy"] for r in rows.values())
+    for rec in rows.values():
+        assert rec["equally_accurate"] == (rec["val_accuracy"] >= best - 0.01 - 1e-12)
+    assert sel["selected"] in rows and rows[sel["selected"]]["overall_rank"] == 1
+    assert sel["reason"].startswith("validation accuracy within 1 pp")
+
+
+def test_min_runs_is_configurable(real_audit, tmp_path):
+    """``report --min-runs 2`` gives the 2-run audit family verdicts (none can reach p < 0.05 with 2 and 2 runs)."""
+    out = tmp_path / "copy"
+    shutil.copytree(real_audit["out"], out)
+    assert real_audit["meta"]["config"]["min_runs"] == 3  # the audit's setting, in audit.json
+    assert main(["report", str(out), "--min-runs", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["method"]["min_runs"] == 2
+    ent = next(c for c in summary["comparisons"] if (c["measure"], c["dataset"], c["group_a"]) == ("entropy_norm", "faces",
+                                                                                                  "xent"))
+    assert ent["verdict"]["enough_runs"] is True and ent["verdict"]["separates"] is False
+    assert "no p below 0.333 is possible" in ent["verdict"]["label"]
+    assert main(["report", str(out), "--min-runs", "1"]) == EXIT_BAD_INPUT  # refused with a message

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.settings import AuditSettings, settings_from_sources
 from salience_audit.cli import main
-from salience_audit.errors import EXIT_BAD_INPUT, InputError
+from salience_audit.errors import EXIT_BAD_INPUT, EXIT_USAGE, InputError
 
 KEYS = sorted(AuditSettings.model_fields)
 
@@ -91,7 +91,7 @@ def test_command_line_never_shows_a_traceback(tmp_path_factory, capsys, config):
     except SystemExit as exc:  # argparse only; flags here are fixed and valid
         pytest.fail(f"argparse exit {exc.code}")
     err = capsys.readouterr().err
-    assert code == EXIT_BAD_INPUT, err
+    assert code in (EXIT_BAD_INPUT, EXIT_USAGE), err
     assert err.startswith("salience-audit: error:") or "salience-audit: warning:" in err
     assert "Traceback" not in err
 

@@ -329,10 +329,11 @@ class BatchAuditor:
     # -- measure groups -----------------------------------------------------------------
 
     def _adder(self, batch: BatchInput, rows: list[dict[str, object]]) -> Callable[..., None]:
-        """``add(run, measure, variant, values)``: one row per image of ``batch`` into ``rows``."""
+        """``add(run, measure, variant, values, run_b=None)``: one row per image of ``batch`` into ``rows``
+        (a pair of runs: ``run`` and ``run_b``)."""
         labels_np = _np(batch.labels).astype(np.int64)
 
-        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor) -> None:
+        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor, run_b: str | None = None) -> None:
             vals = _np(values) if isinstance(values, Tensor) else values
             rows.append(dict(
                 dataset=self.dataset,
@@ -344,6 +345,7 @@ class BatchAuditor:
                 measure=measure,
                 variant=variant,
                 values=vals,
+                run_b=run_b,
             ))
 
         return add
@@ -370,7 +372,7 @@ class BatchAuditor:
         ):
             pairs, values = fn(stacked)
             for (i, j), vals in zip(pairs, values):
-                add(f"{names[i]}|{names[j]}", measure, "", vals)
+                add(names[i], measure, "", vals, run_b=names[j])
 
     def _human_rows(self, run: str, maps: Tensor, batch: BatchInput, add: Callable[..., None]) -> None:
         assert batch.human_maps is not None and batch.has_human_map is not None
@@ -496,7 +498,7 @@ class BatchAuditor:
         model = run.extractor.model
         tgt = target.to(x.device).view(-1, 1)
 
-        @torch.no_grad()
+        @torch.inference_mode()
         def score_fn(images: Tensor) -> Tensor:
             logits = model(images)
             self._flag(run.name, logits)

@@ -66,7 +66,14 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         "published code, bit for bit where it is deterministic, to compare with the paper; docs/fidelity.md)",
     )
     p.add_argument("--target", choices=["predicted", "label"], help="class explained: predicted (default) or the true label")
-    p.add_argument("--batch-size", type=int, help="images per model pass (default 32)")
+    p.add_argument("--batch-size", type=_int_or_text, help="images per model pass (default 32), or 'auto': the largest that fits on CUDA "
+                   "(measured), 16 on CPU")
+    p.add_argument(
+        "--salience-path",
+        choices=["auto", "forward", "autograd"],
+        help="auto (default): maps from one forward pass where the head is global average pooling + linear "
+        "(checked against autograd on each run's first batch), else autograd; forward / autograd force one",
+    )
     p.add_argument("--shard-size", type=int, help="images per result shard, the unit of resume and distribution (default 1024)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA")
@@ -78,6 +85,8 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="decision threshold on the probability of 'Synthetic' for accuracy, APCER, BPCER, ACER (default 0.5)",
     )
     p.add_argument("--gallery-size", type=int, help="example images per dataset in the gallery (default 3)")
+    p.add_argument("--min-runs", type=int,
+                   help="runs per group a verdict about model families needs (default 3); fewer: 'not enough runs'")
     p.add_argument(
         "--on-bad-image",
         choices=["stop", "skip"],
@@ -153,6 +162,12 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _int_or_text(value: str) -> int | str:
+    """A flag value that is a whole number becomes an int; anything else (``auto``) stays text for the schema."""
+    text = value.strip()
+    return int(text) if text.lstrip("+-").isdigit() else text
+
+
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report",
@@ -172,6 +187,12 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         p, out_help="the audit folder whose summary.json and report/ are (re)written (same as AUDIT_DIR)",
         out_default=None, device=False,
         seed_help="seed of the bootstrap confidence intervals and of the per-image samples (default 0)",
+    )
+    p.add_argument(
+        "--min-runs",
+        type=int,
+        metavar="N",
+        help="runs per group a family verdict (and a check against the original study) needs (default 3)",
     )
     p.set_defaults(func=run_report_command)
     return p
@@ -349,12 +370,16 @@ def run_report_command(args: argparse.Namespace) -> int:
     capacity = args.sample_capacity if getattr(args, "sample_capacity", None) is not None else DEFAULT_CAPACITY
     if capacity < 1:
         raise InputError("--sample-capacity must be at least 1")
+    min_runs = getattr(args, "min_runs", None)
+    if min_runs is not None and min_runs < 2:
+        raise InputError("--min-runs must be at least 2")
     from salience_audit.audit.outdir import AuditFolderLock
 
     with AuditFolderLock(out, command="salience-audit " + " ".join(shlex.quote(a) for a in sys.argv[1:])):
         try:
-            write_summary(out, capacity=capacity, seed=seed)
-            path = write_report(out, compare_with=args.compare_with, capacity=capacity, seed=seed)
+            write_summary(out, capacity=capacity, seed=seed, min_runs=min_runs)
+            path = write_report(out, compare_with=args.compare_with, capacity=capacity, seed=seed,
+                                min_runs=min_runs)
         except OSError as err:  # full disk, permissions
             from salience_audit.results.store import StoreWriteError
 

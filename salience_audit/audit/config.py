@@ -10,6 +10,7 @@ import yaml
 
 from salience_audit.errors import InputError
 from salience_audit.profiles import DEFAULT_PROFILE
+from salience_audit.stats.runtests import MIN_RUNS
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
 """Measures an audit can compute; detection (score, correctness) is always computed."""
@@ -26,9 +27,13 @@ class AuditConfig:
 
     Attributes:
         method: salience method (``gradcam`` as in the published measures, ``cam``, ...).
+        salience_path: ``auto`` (forward-only maps where the head is global average pooling +
+            linear, verified against autograd on each run's first batch), ``forward`` (forced)
+            or ``autograd`` (a backward pass per map); see ``salience.forward``.
         measures: which measures to compute (see :data:`MEASURES`).
         target: ``predicted`` (argmax of the logits) or ``label`` (the true class).
-        batch_size: images per model pass.
+        batch_size: images per model pass, or ``"auto"``: on CUDA the largest batch that fits
+            the device memory (measured by trial passes), on CPU :data:`CPU_AUTO_BATCH`.
         shard_size: images per result shard (unit of resume and of distribution).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
         num_workers: DataLoader worker processes.
@@ -43,12 +48,15 @@ class AuditConfig:
             Synthetic when its score is above it (accuracy, APCER, BPCER, ACER, correctness).
         profile: ``default`` (corrected definitions) or ``study`` (the original study's
             conventions, bit for bit where its code is deterministic; docs/fidelity.md).
+        min_runs: runs per group a verdict about model families (and a check against the
+            original study) needs; with fewer the report says "not enough runs".
     """
 
     method: str = "gradcam"
+    salience_path: str = "auto"
     measures: tuple[str, ...] = DEFAULT_MEASURES
     target: str = "predicted"
-    batch_size: int = 32
+    batch_size: int | str = 32
     shard_size: int = 1024
     device: str = "auto"
     num_workers: int = 0
@@ -61,6 +69,7 @@ class AuditConfig:
     gallery_size: int = 3
     threshold: float = 0.5
     profile: str = DEFAULT_PROFILE
+    min_runs: int = MIN_RUNS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -3,7 +3,9 @@
 Chosen after the pass: the first ``gallery_size`` images of each dataset, and the
 most and least stable images (mean cross-run SSIM, first group that has stability
 rows, found shard by shard). Their maps are recomputed (a handful of images), so
-nothing proportional to the dataset is kept during the audit.
+nothing proportional to the dataset is kept during the audit: only the images shown,
+only with the runs shown (the first :data:`RUNS_SHOWN_PER_GROUP` of each group), each
+group's runs loaded while it is explained and the model cache emptied afterwards.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import torch
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.conventions import Conventions
-from salience_audit.audit.worker import RunRef
+from salience_audit.audit.worker import RunRef, _keep_only_cached, clear_model_cache
 from salience_audit.data.images import load_image
 from salience_audit.data.sample import Sample
 from salience_audit.device import resolve_device
 from salience_audit.results.store import ResultStore, atomic_save_npz
 from salience_audit.salience.extract import SalienceExtractor
+
+
+RUNS_SHOWN_PER_GROUP = 1
+"""Runs per group whose maps the gallery stores: the report's gallery shows the first run of each
+group (``report.render.gallery.gallery_columns``); raise both together."""
 
 
 def _rejected_keys(out: Path) -> set[tuple[str, int]]:
@@ -106,25 +113,33 @@ def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, 
     run_groups: list[str] = []
     maps_per_run: list[np.ndarray] = []
     images_u8: np.ndarray | None = None
-    for group, members in refs.items():
-        for ref in members:
-            if ref.maps is not None:  # precomputed maps: nothing to re-explain
-                continue
-            model = ref.load(device)
-            size = model.input_size
-            x = torch.stack([load_image(datasets[ds][idx].path, size) for ds, idx, _ in picks]).to(device)
-            if images_u8 is None:
-                images_u8 = (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-            extractor = SalienceExtractor(
-                model, config.method, grad_before_inplace=Conventions(config.profile).grad_before_inplace
-            )
-            try:
-                maps = extractor(x).maps.detach().cpu().numpy().astype(np.float32)
-            finally:
-                extractor.close()
-            runs.append(ref.name)
-            run_groups.append(group)
-            maps_per_run.append(maps)
+    loaded: dict[int, torch.Tensor] = {}  # input size -> the picked images, decoded once
+    try:
+        for group, members in refs.items():
+            # precomputed maps: nothing to re-explain
+            shown = [ref for ref in members if ref.maps is None][:RUNS_SHOWN_PER_GROUP]
+            _keep_only_cached(shown, device)
+            for ref in shown:
+                model = ref.load(device)
+                size = model.input_size
+                if size not in loaded:
+                    loaded[size] = torch.stack([load_image(datasets[ds][idx].path, size) for ds, idx, _ in picks])
+                x = loaded[size].to(device)
+                if images_u8 is None:
+                    images_u8 = (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+                extractor = SalienceExtractor(
+                    model, config.method, path=config.salience_path,
+                    grad_before_inplace=Conventions(config.profile).grad_before_inplace,
+                )
+                try:
+                    maps = extractor(x).maps.detach().cpu().numpy().astype(np.float32)
+                finally:
+                    extractor.close()
+                runs.append(ref.name)
+                run_groups.append(group)
+                maps_per_run.append(maps)
+    finally:
+        clear_model_cache()  # the audit is done: no run stays loaded
     if images_u8 is None:
         return None
     shapes = {m.shape for m in maps_per_run}

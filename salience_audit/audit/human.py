@@ -40,7 +40,8 @@ def native_map_size(ref: RunRef, config: AuditConfig) -> tuple[int, int]:
 
     device = resolve_device(config.device)
     model = ref.load(device)
-    with SalienceExtractor(model, config.method) as extractor:
+    # The autograd path: a blank image must not stand in for the run's first-batch check of the forward path.
+    with SalienceExtractor(model, config.method, path="autograd") as extractor:
         maps = extractor(torch.zeros(1, 3, model.input_size, model.input_size, device=device)).maps
     return int(maps.shape[-2]), int(maps.shape[-1])
 
@@ -88,5 +89,5 @@ def run_human_shard(
                 values=vals.detach().cpu().numpy(),
             )
     side = rejected_side(rejected)
-    ResultStore(out_dir).write_shard(shard.id, rows, side)
+    ResultStore(out_dir).write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return len(samples[shard.start : shard.stop]), rejected

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -99,7 +100,7 @@ def claim_output_folder(out: str | Path, force: bool = False, write: bool = True
     if _legacy_audit_folder(out):
         return str(_write_marker(out)["audit_id"]) if write else None
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    present = [n for n in present if n not in (AUDIT_LOCK, AUDIT_LOCK_OWNER)]
+    present = [n for n in present if n not in (AUDIT_LOCK, AUDIT_LOCK_OWNER) and not _own_temporary(n)]
     if present and not force:
         shown = ", ".join(present[:5]) + (f" ... ({len(present)} entries)" if len(present) > 5 else "")
         raise InputError(
@@ -122,6 +123,26 @@ def claim_output_folder(out: str | Path, force: bool = False, write: bool = True
     except OSError as err:
         raise InputError(f"cannot create the output folder: {err.strerror or err}", out) from err
     return str(_write_marker(out)["audit_id"])
+
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+"""Temporary sibling of an atomic write (``atomic_write``): ``.<name>.<8 random characters>.tmp``."""
+
+
+def _own_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file left by this tool's atomic write of one of its top-level files."""
+    match = _TEMPORARY.match(name)
+    return bool(match) and match.group("name") in (*OUTPUT_NAMES, AUDIT_MARKER, AUDIT_LOCK_OWNER)
+
+
+def remove_own_temporaries(out: str | Path) -> None:
+    """Delete temporary files a killed run of this tool left at the top of its audit folder (never others)."""
+    out = Path(out)
+    if read_marker(out) is None:
+        return
+    for path in out.iterdir():
+        if path.is_file() and _own_temporary(path.name):
+            path.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:

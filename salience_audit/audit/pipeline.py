@@ -6,6 +6,7 @@ recomputed, and the final results of a resumed audit equal an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import warnings
@@ -21,15 +22,18 @@ from tqdm.auto import tqdm
 from salience_audit.progress import bar_disable
 
 from salience_audit import __version__
-from salience_audit.audit import engines
+from salience_audit.audit import engines, resume
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.outdir import AuditFolderLock, claim_output_folder
-from salience_audit.audit.plan import plan_shards
+from salience_audit.audit.outdir import AuditFolderLock, claim_output_folder, remove_own_temporaries
+from salience_audit.audit.plan import Shard, plan_shards
 from salience_audit.audit.preflight import preflight
 from salience_audit.audit.worker import RunRef, ShardReport
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, class_order
+from salience_audit.profiles import DEFAULT_PROFILE
+from salience_audit.results.fingerprint import FINGERPRINT_KEY, HASH_NAME, PARTS_KEY, compute_params
+from salience_audit.results.schema import schema_description
 from salience_audit.results.store import (
     ResultStore,
     StoreWriteError,
@@ -37,7 +41,6 @@ from salience_audit.results.store import (
     atomic_write_json,
     atomic_write_text,
 )
-from salience_audit.profiles import DEFAULT_PROFILE
 
 RunLike = str | Path | AuditModel | RunRef
 
@@ -189,6 +192,8 @@ def run_audit(
                 stacklevel=2,
             )
     refs = _run_refs(groups, trust_pickle=trust_pickle, allow_unfinished=allow_unfinished)
+    if config.batch_size == "auto":
+        config = _resolve_auto_batch(config, refs)
     claim_output_folder(out, force=force, write=False)  # refuse a foreign folder before touching it
     with AuditFolderLock(out, command=command) as lock:
         if lock.stale_owner is not None:
@@ -200,18 +205,21 @@ def run_audit(
         needs_images = any(r.maps is None for rs in refs.values() for r in rs)
         checked, rejected = preflight(datasets, on_bad_image=config.on_bad_image, progress=progress,
                                       images=needs_images)
-        claim_output_folder(out, force=force)
+        audit_id = claim_output_folder(out, force=force)
+        assert audit_id is not None
+        remove_own_temporaries(out)
         store = ResultStore(out)
         store.prepare()
         return _audit_locked(
-            out, store, refs, checked, rejected, config, ood_datasets, engine, address, command, progress, report,
-            compare_with,
+            out, store, audit_id, refs, checked, rejected, config, ood_datasets, engine, address, command, progress,
+            report, compare_with,
         )
 
 
 def _audit_locked(
     out: Path,
     store: ResultStore,
+    audit_id: str,
     refs: dict[str, list[RunRef]],
     checked: dict[str, list[Sample]],
     rejected: list[tuple[str, int, str]],
@@ -228,6 +236,7 @@ def _audit_locked(
     skipped = _model_free_groups(refs, config)
     meta = {
         "version": __version__,
+        "audit_id": audit_id,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "engine": engine,
@@ -243,12 +252,33 @@ def _audit_locked(
         },
         "noise_levels": list(config.noise_levels),
         "compare_with": None if compare_with is None else str(compare_with),
+        "batch_size_auto": bool(config.extra.get("batch_size_auto", False)),
         "skipped_measures": skipped,
+        "row_schema": schema_description(),
     }
     _check_resume_compatible(out, meta)
 
-    shards = plan_shards(list(refs), checked, config.shard_size)
-    done = set(store.verify_done(s.id for s in shards))
+    items = {name: resume.image_items(samples) for name, samples in checked.items()}
+    compute = compute_params(config.to_dict())
+    run_digests = {g: {r.name: resume.run_digest(r) for r in rs} for g, rs in refs.items()}
+    shards, records = resume.stamp(
+        plan_shards(list(refs), checked, config.shard_size), "model", items, run_digests, compute, audit_id
+    )
+    human_shards, human_records = _human_shards(refs, checked, config, items, audit_id)
+    every = [*shards, *human_shards]
+    done, stale = resume.reusable(store, every, audit_id)
+    if stale:
+        warnings.warn(resume.stale_note(stale, len(stale) + len(done)), stacklevel=2)
+    meta["fingerprints"] = {"files": HASH_NAME, "compute": compute}
+    meta["shards"] = {
+        s.id: {
+            "fingerprint": dict(s.stamp)[FINGERPRINT_KEY],
+            "group": s.group,
+            "dataset": s.dataset,
+            "images": len(s),
+        }
+        for s in every
+    }
     pending = [s for s in shards if s.id not in done]
     jobs = [(s, refs[s.group], checked[s.dataset]) for s in pending]
     bar = tqdm(total=sum(len(s) for s in shards), desc="audit", unit="img", disable=bar_disable(progress))
@@ -258,7 +288,7 @@ def _audit_locked(
         bar.update(report_.images)
 
     try:
-        _run_human_shards(refs, checked, config, store, out)
+        _run_human_shards(human_shards, done, checked, config, out)
         if engine == "ray":
             engines.run_ray(jobs, config, str(out), on_done, address=address)
         else:
@@ -269,6 +299,18 @@ def _audit_locked(
     return finalize(out, meta, rejected, report=report, compare_with=compare_with, refs=refs, datasets=checked, config=config)
 
 
+def _resolve_auto_batch(config: AuditConfig, refs: dict[str, list[RunRef]]) -> AuditConfig:
+    """``config`` with ``batch_size="auto"`` replaced by the number (see ``audit.batchsize``)."""
+    from salience_audit.audit.batchsize import CPU_AUTO_BATCH, auto_batch_size
+    from salience_audit.device import resolve_device
+
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        first = next(iter(refs.values()))[0]
+        size = auto_batch_size(first.load(device), config, device)
+    else:
+        size = CPU_AUTO_BATCH
+    return dataclasses.replace(config, batch_size=size, extra={**config.extra, "batch_size_auto": True})
 MODEL_MEASURES: tuple[str, ...] = ("noise", "transforms", "degradation", "deletion")
 """Measures that need a model (forward passes on changed images); precomputed maps cannot give them."""
 
@@ -291,17 +333,21 @@ def _model_free_groups(refs: dict[str, list[RunRef]], config: AuditConfig) -> di
     return skipped
 
 
-def _run_human_shards(
-    refs: dict[str, list[RunRef]], datasets: dict[str, list[Sample]], config: AuditConfig, store: ResultStore, out: Path
-) -> None:
-    """Entropy of the human maps (no model pass; cheap, so run here whatever the engine)."""
-    from salience_audit.audit.human import HUMAN_GROUP, datasets_with_human_maps, native_map_size, run_human_shard
+def _human_shards(
+    refs: dict[str, list[RunRef]],
+    datasets: dict[str, list[Sample]],
+    config: AuditConfig,
+    items: dict[str, list[resume.ImageItem]],
+    audit_id: str,
+) -> tuple[list[Shard], dict[str, dict[str, Any]]]:
+    """The stamped shards of the human maps' entropy (none without the measure or without maps)."""
+    from salience_audit.audit.human import HUMAN_GROUP, datasets_with_human_maps, native_map_size
 
     if "human" not in config.measures:
-        return
+        return [], {}
     names = datasets_with_human_maps(datasets)
     if not names:
-        return
+        return [], {}
     if HUMAN_GROUP in refs:
         raise InputError(f"the group name {HUMAN_GROUP!r} is reserved for the human annotations; rename that group")
     model_refs = [r for rs in refs.values() for r in rs if r.maps is None]
@@ -315,29 +361,43 @@ def _run_human_shards(
         assert first_run.maps is not None
         map_size = tuple(first_run.maps.read([(relative_key(s.key, s.path, None), s.path)]).shape[-2:])
     shards = plan_shards([HUMAN_GROUP], {n: datasets[n] for n in names}, config.shard_size)
+    # The human maps' entropy depends on the maps (and labels, kept in the rows) and the map size only.
+    map_items = {n: [(key, label, "", map_hash) for key, label, _, map_hash in items[n]] for n in names}
+    return resume.stamp(shards, "human", map_items, {}, {"map_size": list(map_size)}, audit_id)
+
+
+def _run_human_shards(
+    shards: list[Shard], done: set[str], datasets: dict[str, list[Sample]], config: AuditConfig, out: Path
+) -> None:
+    """Entropy of the human maps (no model pass; cheap, so run here whatever the engine)."""
+    from salience_audit.audit.human import run_human_shard
+
+    if not shards:
+        return
+    map_size = tuple(json.loads(dict(shards[0].stamp)[PARTS_KEY])["compute"]["map_size"])  # as fingerprinted
     for shard in shards:
-        if not store.is_done(shard.id):
+        if shard.id not in done:
             run_human_shard(shard, datasets[shard.dataset], config, str(out), map_size)
 
 
 def _check_resume_compatible(out: Path, meta: dict[str, Any]) -> None:
     """Refuse to mix shards of a different plan into an existing audit folder."""
     plan_path = out / "plan.json"
-    plan = {k: meta[k] for k in ("method", "measures", "groups", "datasets", "noise_levels")}
+    # The structure of the audit; every setting and input content is in the shards' fingerprints
+    # (a change there recomputes the affected shards, see audit/resume.py).
+    # The profile stays here too: an audit's conventions do not change under it (issue 12).
+    plan = {k: meta[k] for k in ("groups", "datasets", "profile")}
     plan["shard_size"] = meta["config"]["shard_size"]
-    plan["seed"] = meta["config"]["seed"]
-    plan["target"] = meta["config"]["target"]
-    plan["threshold"] = meta["config"]["threshold"]
-    plan["profile"] = meta["profile"]
     if plan_path.exists():
         try:
             previous = json.loads(plan_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = None
+        # Only the structure counts (plans of older versions also listed settings, now fingerprinted).
         if isinstance(previous, dict):  # plans written before profiles existed were default
             previous.setdefault("profile", DEFAULT_PROFILE)
-        if previous is not None and previous != plan:
-            changed = sorted(k for k in plan if previous.get(k) != plan.get(k))
+        changed = sorted(k for k in plan if previous.get(k) != plan.get(k)) if isinstance(previous, dict) else []
+        if changed:
             raise InputError(
                 f"this folder holds an audit with a different plan (changed: {changed}); "
                 "use a new output folder or delete the old results",

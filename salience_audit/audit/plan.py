@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from salience_audit.data.sample import Sample
 
@@ -29,6 +29,8 @@ class Shard:
     dataset: str
     start: int
     stop: int
+    stamp: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+    """Parquet key-value metadata the shard file is written with (its fingerprint and audit id)."""
 
     @property
     def id(self) -> str:

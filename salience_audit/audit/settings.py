@@ -16,6 +16,8 @@ invocation) are listed in :data:`COMMAND_LINE_ONLY` and refused in a config file
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from salience_audit.audit.config import DEFAULT_MEASURES, DEFAULT_NOISE_LEVELS, MEASURES, AuditConfig
+from salience_audit.audit.config import MEASURES, AuditConfig
 from salience_audit.schema import (
     Count,
     DeviceName,
@@ -56,6 +58,23 @@ DEFAULT_SPLITS: tuple[str, ...] = ("test", "audit")
 COMMAND_LINE_ONLY: frozenset[str] = frozenset({"force", "trust_pickle"})
 """Settings refused in a config file: a reused file must not silently weaken a check."""
 
+def _count_or_auto(value: Any) -> Any:
+    """A whole number >= 1, or the text ``auto`` (strict: ``"24"`` is not a number)."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number >= 1 or 'auto', got {shown(value)}")
+    if value < 1:
+        raise ValueError(f"input should be greater than or equal to 1, got {shown(value)}")
+    return value
+
+
+_DEFAULT: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(AuditConfig) if f.default is not dataclasses.MISSING
+}
+"""The defaults live on :class:`AuditConfig` (one home); the schema adds types and ranges."""
+
+
 class ComputeSettings(BaseModel):
     """How the measures are computed: the fields of :class:`AuditConfig`, typed and range-checked.
 
@@ -65,27 +84,35 @@ class ComputeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: StrictStr = Field(default="gradcam", description="salience method")
-    measures: Annotated[tuple[StrictStr, ...], BeforeValidator(comma_list)] = Field(
-        default=DEFAULT_MEASURES, description="measures to compute, or 'all'"
+    method: StrictStr = Field(default=_DEFAULT["method"], description="salience method")
+    salience_path: StrictStr = Field(
+        default=_DEFAULT["salience_path"],
+        description="auto (forward-only where the head allows it, checked), forward or autograd",
     )
-    target: Literal["predicted", "label"] = "predicted"
-    batch_size: Count = 32
-    shard_size: Count = 1024
-    device: DeviceName = "auto"
-    num_workers: NonNegative = 0
-    amp: StrictBool = False
-    channels_last: StrictBool = False
-    seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = 0
-    noise_levels: tuple[Probability, ...] = Field(default=DEFAULT_NOISE_LEVELS, min_length=1)
-    deletion_steps: Count = 10
-    on_bad_image: Literal["stop", "skip"] = "stop"
-    gallery_size: NonNegative = 3
-    threshold: Probability = 0.5
+    measures: Annotated[tuple[StrictStr, ...], BeforeValidator(comma_list)] = Field(
+        default=_DEFAULT["measures"], description="measures to compute, or 'all'"
+    )
+    target: Literal["predicted", "label"] = _DEFAULT["target"]
+    batch_size: Annotated[int | str, BeforeValidator(_count_or_auto)] = Field(
+        default=_DEFAULT["batch_size"],
+        description="images per model pass, or 'auto' (largest that fits on CUDA; 16 on the CPU)",
+    )
+    shard_size: Count = _DEFAULT["shard_size"]
+    device: DeviceName = _DEFAULT["device"]
+    num_workers: NonNegative = _DEFAULT["num_workers"]
+    amp: StrictBool = _DEFAULT["amp"]
+    channels_last: StrictBool = _DEFAULT["channels_last"]
+    seed: Annotated[StrictInt, Field(ge=0, lt=2**63)] = _DEFAULT["seed"]
+    noise_levels: tuple[Probability, ...] = Field(default=_DEFAULT["noise_levels"], min_length=1)
+    deletion_steps: Count = _DEFAULT["deletion_steps"]
+    on_bad_image: Literal["stop", "skip"] = _DEFAULT["on_bad_image"]
+    gallery_size: NonNegative = _DEFAULT["gallery_size"]
+    threshold: Probability = _DEFAULT["threshold"]
     profile: Literal["default", "study"] = Field(
-        default="default",
+        default=_DEFAULT["profile"],
         description="conventions: default (corrected definitions) or study (the original study's code; docs/fidelity.md)",
     )
+    min_runs: Annotated[StrictInt, Field(ge=2, description="runs per group a family verdict needs")] = _DEFAULT["min_runs"]
 
     @field_validator("measures", mode="after")
     @classmethod
@@ -107,6 +134,15 @@ class ComputeSettings(BaseModel):
         if value not in METHODS and ":" not in value:  # package.module:function = a user explainer
             raise ValueError(f"unknown salience method {value!r}; known: {', '.join(METHODS)}, "
                              "or package.module:function for your own explainer")
+        return value
+
+    @field_validator("salience_path", mode="after")
+    @classmethod
+    def _known_path(cls, value: str) -> str:
+        from salience_audit.salience.forward import SALIENCE_PATHS
+
+        if value not in SALIENCE_PATHS:
+            raise ValueError(f"unknown salience path {value!r}; known: {', '.join(SALIENCE_PATHS)}")
         return value
 
     def audit_config(self) -> AuditConfig:

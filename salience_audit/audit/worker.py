@@ -17,6 +17,7 @@ the whole shard.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
@@ -155,16 +156,11 @@ def run_shard(
     if len(sizes) != 1:
         raise InputError(f"group {shard.group!r} mixes input sizes {sorted(sizes)}; a group must share one architecture")
     input_size = sizes.pop()
-    if config.channels_last and device.type == "cuda":
-        for m in models:
-            m.to(memory_format=torch.channels_last)
-    amp = config.amp and device.type == "cuda"
-    extractors = []
-    for ref, m in zip(runs, models):
-        extractor = SalienceExtractor(
-            m, config.method, grad_before_inplace=Conventions(config.profile).grad_before_inplace
-        )
-        extractors.append(RunExtractor(ref.name, _AutocastExtractor(extractor) if amp else extractor))  # type: ignore[arg-type]
+    if config.batch_size == "auto":  # run_audit resolves it; a direct call resolves it here
+        from salience_audit.audit.batchsize import auto_batch_size
+
+        config = dataclasses.replace(config, batch_size=auto_batch_size(models[0], config, device))
+    extractors = [RunExtractor(ref.name, build_extractor(m, config, device)) for ref, m in zip(runs, models)]  # type: ignore[arg-type]
     auditor = BatchAuditor(extractors, config, shard.dataset, shard.group, input_size)
 
     shard_samples = list(samples) if len(samples) == len(shard) else samples[shard.start : shard.stop]
@@ -216,8 +212,20 @@ def run_shard(
         s = shard_samples[index - shard.start]
         rejected.append((s.key or s.path, s.line, reason))
     side = {**map_sum_side(auditor, shard.dataset), **rejected_side(rejected)}
-    store.write_shard(shard.id, rows, side)
+    store.write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
+
+
+def build_extractor(model: AuditModel, config: AuditConfig, device: torch.device) -> SalienceExtractor:
+    """The extractor the audit uses for one run: ``config.method`` by ``config.salience_path``;
+    on CUDA, channels-last model (``config.channels_last``) and float16 autocast (``config.amp``)."""
+    if config.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    extractor = SalienceExtractor(model, config.method, path=config.salience_path,
+                                  grad_before_inplace=Conventions(config.profile).grad_before_inplace)
+    if config.amp and device.type == "cuda":
+        return _AutocastExtractor(extractor)  # type: ignore[return-value]
+    return extractor
 
 
 def map_sum_side(auditor: BatchAuditor, dataset: str) -> dict[str, np.ndarray]:
@@ -308,19 +316,20 @@ def run_map_shard(
 
 
 class _AutocastExtractor:
-    """A :class:`SalienceExtractor` whose model passes run under CUDA float16 autocast.
+    """A :class:`SalienceExtractor` whose model passes run under CUDA autocast (float16 by default).
 
     Only the passes are autocast: maps come back as float32 in [0, 1] and logits as
     float32, so the measures (SSIM in float64, blur, entropy) never run in half precision.
     """
 
-    def __init__(self, inner: SalienceExtractor) -> None:
+    def __init__(self, inner: SalienceExtractor, dtype: torch.dtype = torch.float16) -> None:
         self.inner = inner
         self.model = inner.model
         self.method = inner.method
+        self.dtype = dtype
 
     def __call__(self, x01: torch.Tensor, target: Any = None) -> SalienceOutput:
-        with torch.autocast("cuda", dtype=torch.float16):
+        with torch.autocast("cuda", dtype=self.dtype):
             out = self.inner(x01, target=target)
         return SalienceOutput(maps=out.maps.float(), logits=out.logits.float(), target=out.target)
 

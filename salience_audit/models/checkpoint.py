@@ -369,11 +369,9 @@ def _build_registry(recipe: ModelRecipe, weights: str | Path | None) -> _Built:
 def _build_timm(recipe: ModelRecipe) -> _Built:
     assert recipe.arch is not None
     name = recipe.arch[len("timm:"):]
-    try:
-        import timm
-    except ImportError as exc:
-        raise ModelError("timm architectures need the optional package 'timm' "
-                         "(pip install 'salience-audit[byo]')") from exc
+    from salience_audit.errors import require_extra
+
+    timm = require_extra("timm", "byo", f"the architecture {recipe.arch!r}")
     if name not in timm.list_models():
         close = timm.list_models(f"*{name}*")[:5]
         raise ModelError(f"timm has no architecture {name!r}" + (f"; close names: {', '.join(close)}" if close else ""))

@@ -259,14 +259,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:
     """Tensors of a ``.safetensors`` file (the optional ``safetensors`` package; no code is run)."""
-    try:
-        from safetensors.torch import load_file
-    except ImportError as exc:
-        raise InputError(
-            "reading .safetensors files needs the optional package 'safetensors' "
-            "(pip install 'salience-audit[byo]')",
-            path,
-        ) from exc
+    from salience_audit.errors import require_extra
+
+    load_file = require_extra("safetensors.torch", "byo", f"reading {path} (.safetensors)").load_file
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # noqa: BLE001 - the reader raises several types on corrupt headers

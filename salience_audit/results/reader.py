@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,36 +24,58 @@ import pyarrow.parquet as pq
 
 from salience_audit.errors import InputError
 from salience_audit.progress import progress_bar
-from salience_audit.results.schema import ROW_COLUMNS, STRING_COLUMNS
+from salience_audit.results.fingerprint import AUDIT_ID_KEY, FINGERPRINT_KEY, read_stamp
+from salience_audit.results.schema import CORE_COLUMNS, CORE_STRING_COLUMNS, PAIR_SEPARATOR
 from salience_audit.results.store import ResultStore
 
 
 def _empty_rows() -> pd.DataFrame:
-    data: dict[str, pd.Series] = {c: pd.Series(dtype="object") for c in STRING_COLUMNS}
+    data: dict[str, pd.Series] = {c: pd.Series(dtype="object") for c in CORE_STRING_COLUMNS}
     data["index"] = pd.Series(dtype="int64")
     data["label"] = pd.Series(dtype="int64")
     data["value"] = pd.Series(dtype="float64")
-    return pd.DataFrame(data)[ROW_COLUMNS]
+    return pd.DataFrame(data)[CORE_COLUMNS]
+
+
+def pair_keys(rows: pd.DataFrame) -> pd.Series:
+    """The ``run`` column with each pair row's ``run_a`` / ``run_b`` joined as ``"a|b"`` (row layout 2 -> core)."""
+    run = rows["run"]
+    if "run_a" not in rows.columns or "run_b" not in rows.columns:
+        return run
+    pair = rows["run_a"].notna() & rows["run_b"].notna() & (run.isna() | (run.astype(str) == ""))
+    if not pair.any():
+        return run
+    run = run.astype(object).copy()
+    run[pair] = rows.loc[pair, "run_a"].astype(str) + PAIR_SEPARATOR + rows.loc[pair, "run_b"].astype(str)
+    return run
 
 
 def normalize_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows with the expected columns and types (variant "" when missing, label -1 when missing)."""
-    missing = [c for c in ROW_COLUMNS if c not in rows.columns and c not in ("variant", "label", "path")]
+    """Rows with the core columns and types (variant "" when missing, label -1 when missing).
+
+    Row layout 2 (``run_a`` / ``run_b`` columns) and layout 1 (pairs packed in ``run``) give
+    the same rows: a pair row's ``run`` is the key ``"<run_a>|<run_b>"``. The typed variant
+    columns are dropped (the summary works on the variant label).
+    """
+    if "run" not in rows.columns and {"run_a", "run_b"} <= set(rows.columns):
+        rows = rows.assign(run=None)
+    missing = [c for c in CORE_COLUMNS if c not in rows.columns and c not in ("variant", "label", "path")]
     if missing:
-        raise InputError(f"result rows lack the column(s) {missing}; expected {ROW_COLUMNS}")
+        raise InputError(f"result rows lack the column(s) {missing}; expected {CORE_COLUMNS}")
     out = rows.copy()
+    out["run"] = pair_keys(out)
     if "variant" not in out.columns:
         out["variant"] = ""
     if "path" not in out.columns:
         out["path"] = ""
     if "label" not in out.columns:
         out["label"] = -1
-    for col in STRING_COLUMNS:
+    for col in CORE_STRING_COLUMNS:
         out[col] = out[col].fillna("").astype(str)
     out["index"] = pd.to_numeric(out["index"], errors="coerce").fillna(-1).astype("int64")
     out["label"] = pd.to_numeric(out["label"], errors="coerce").fillna(-1).astype("int64")
     out["value"] = pd.to_numeric(out["value"], errors="coerce").astype("float64")
-    return out[ROW_COLUMNS].reset_index(drop=True)
+    return out[CORE_COLUMNS].reset_index(drop=True)
 
 
 def load_results(out_dir: str | Path) -> pd.DataFrame:
@@ -61,7 +84,7 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     Hidden / temporary files are ignored; an audit without result files gives an empty
     frame with the row columns.
     """
-    files = ResultStore(out_dir).shard_files()
+    files = result_files(out_dir)
     if not files:
         return _empty_rows()
     tables = []
@@ -115,12 +138,65 @@ def load_mean_maps(out_dir: str | Path) -> dict[str, np.ndarray] | None:
 CHUNK_ROWS = 1 << 19
 """Rows converted to pandas at once (a chunk grows beyond it only to keep an image whole)."""
 
-_READ_COLUMNS = [c for c in ROW_COLUMNS if c != "path"]
+_READ_COLUMNS = [c for c in CORE_COLUMNS if c != "path"] + ["run_a", "run_b"]
 
 
 def result_files(out_dir: str | Path) -> list[Path]:
-    """The finished result shards ``OUT/results/*.parquet`` (hidden / temporary files left out), sorted."""
-    return ResultStore(out_dir).shard_files()
+    """The result shards of the audit in ``out_dir``, checked against its ``audit.json``; sorted.
+
+    When ``audit.json`` lists the audit's shards (an ``audit_id`` and ``shards``, written
+    since fingerprints exist), every ``OUT/results/*.parquet`` must be one of them and carry
+    the audit id and fingerprint listed there: a file that is not (a shard of another audit,
+    a stale or hand-made file) raises :class:`InputError` naming it, and is never merged.
+    Listed shards without a file give a loud warning, ``incomplete: 40 of 60 images``.
+    Folders without that list (older versions, hand-made folders) are read as they are.
+    """
+    files = ResultStore(out_dir).shard_files()
+    meta = load_audit_meta(out_dir)
+    listed = meta.get("shards")
+    audit_id = meta.get("audit_id")
+    if not isinstance(listed, dict) or not isinstance(audit_id, str):
+        return files
+    for path in files:
+        _check_shard(path, listed.get(path.stem), audit_id)
+    present = {p.stem for p in files}
+    missing = [sid for sid in listed if sid not in present]
+    if missing:
+        total = sum(int(v.get("images", 0)) for v in listed.values() if isinstance(v, dict))
+        have = total - sum(int(listed[sid].get("images", 0)) for sid in missing if isinstance(listed[sid], dict))
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        warnings.warn(
+            f"incomplete: {Path(out_dir) / 'results'} holds {have} of {total} images (image x group slots); "
+            f"{len(missing)} shard file(s) missing ({shown}). Run the audit command again to compute them; "
+            "until then the numbers cover only the images present",
+            stacklevel=1,  # one place: said once per command even when several readers list the files
+        )
+    return files
+
+
+def _check_shard(path: Path, entry: Any, audit_id: str) -> None:
+    """Refuse a shard file that is not the one ``audit.json`` lists under its name."""
+    stamp = read_stamp(path)
+    if stamp is None:
+        raise InputError("cannot read result shard (not a Parquet file?)", path)
+    if not isinstance(entry, dict):
+        raise InputError(
+            "this result shard is not part of the audit (audit.json does not list it); it may come from another "
+            "audit - move it out of results/ (it is not read)",
+            path,
+        )
+    if stamp.get(AUDIT_ID_KEY) != audit_id:
+        raise InputError(
+            f"this result shard belongs to another audit (audit id {stamp.get(AUDIT_ID_KEY) or 'none'}, this "
+            f"audit's is {audit_id}); move it out of results/ (it is not read)",
+            path,
+        )
+    if stamp.get(FINGERPRINT_KEY) != entry.get("fingerprint"):
+        raise InputError(
+            "this result shard was computed from other inputs or settings than audit.json records; run the audit "
+            "command again to recompute it",
+            path,
+        )
 
 
 def _read_error(path: Path, err: Exception) -> InputError:
@@ -132,7 +208,7 @@ def read_shard(path: Path, filters: Any = None, decode: bool = False) -> pa.Tabl
     try:
         schema = pq.read_schema(path)
         columns = [c for c in _READ_COLUMNS if c in schema.names]
-        strings = [c for c in columns if c in STRING_COLUMNS]
+        strings = [c for c in columns if c in CORE_STRING_COLUMNS or c in ("run_a", "run_b")]
         table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=None if decode else strings)
     except (OSError, pa.ArrowException) as err:
         raise _read_error(path, err) from err

@@ -90,8 +90,9 @@ class ResultStore:
             probe.unlink()
         except OSError as err:
             raise StoreWriteError(f"{self.results_dir}: output folder is not writable: {err.strerror or err}") from err
-        for folder in (self.results_dir, self.aggregates_dir):
-            for stale in folder.glob(".*.tmp"):  # left by an interrupted write: never trusted
+        for folder, suffix in ((self.results_dir, "parquet"), (self.aggregates_dir, "npz")):
+            # left by an interrupted write of this tool (.<name>.<suffix>.<random>.tmp): never trusted
+            for stale in folder.glob(f".*.{suffix}.*.tmp"):
                 stale.unlink(missing_ok=True)
 
     def shard_path(self, shard_id: str) -> Path:
@@ -128,11 +129,25 @@ class ResultStore:
                 os.replace(path, path.with_name(f".{path.name}.corrupt"))
         return done
 
-    def write_shard(self, shard_id: str, rows: RowBuffer, side: dict[str, np.ndarray] | None = None) -> None:
-        """Write the side aggregates, then the rows (the rows file marks the shard done)."""
+    def write_shard(
+        self,
+        shard_id: str,
+        rows: RowBuffer,
+        side: dict[str, np.ndarray] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Write the side aggregates, then the rows (the rows file marks the shard done).
+
+        ``metadata`` goes into the Parquet file's key-value metadata (the shard's fingerprint
+        and audit id, see :mod:`salience_audit.results.fingerprint`).
+        """
         if side:
             atomic_save_npz(self.side_path(shard_id), **side)
+        elif self.side_path(shard_id).exists():  # a recomputed shard must not keep a stale side file
+            self.side_path(shard_id).unlink()
         table = rows.to_table()
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
         _atomic_write(self.shard_path(shard_id), lambda tmp: pq.write_table(table, tmp))
 
     def shard_files(self) -> list[Path]:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from salience_audit.errors import ModelError
+from salience_audit.errors import ModelError, require_extra
 
 __all__ = ["Explainer", "captum_explainer", "grad_cam_explainer", "resolve_explainer"]
 
@@ -53,11 +53,7 @@ def _layer(model: Any, layer: str | None) -> torch.nn.Module:
 def _library_class(method: type | str, package: str, what: str) -> type:
     if isinstance(method, type):
         return method
-    try:
-        module = __import__(package, fromlist=[method])
-    except ImportError as exc:
-        raise ModelError(f"{what} adapters need the optional package {package.split('.')[0]!r} "
-                         "(pip install 'salience-audit[byo]')") from exc
+    module = require_extra(package, "byo", f"the {what} explainer {method!r}")
     try:
         return getattr(module, method)
     except AttributeError:

@@ -22,10 +22,21 @@ its maps are min-max normalised per image like those of the built-in methods; no
 The extractor puts the model in eval mode during a call and restores every module's mode
 afterwards, registers its hooks only for the duration of a call, and never accumulates
 parameter gradients (gradients are taken with ``torch.autograd.grad`` w.r.t. the CAM layer).
+
+Salience path (``path``): ``cam``, ``gradcam``, ``gradcampp`` and ``layercam`` of a model whose
+head is global average pooling + linear are computed from one forward pass under
+``torch.inference_mode()`` (closed forms in :mod:`salience_audit.salience.forward`). With
+``auto`` (default) the first call for a model checks those maps against the autograd path
+(max difference <= ``FORWARD_TOLERANCE`` after normalisation, same target classes) and falls
+back to autograd, with one log line, when they disagree or the head is anything else; the
+verdict is kept per model object. ``forward`` forces the forward path (a ``ModelError`` when
+the head does not allow it; no comparison), ``autograd`` always runs a backward pass.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,9 +50,24 @@ from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
 from salience_audit.errors import InputError, ModelError
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.salience.cam import CamHook, class_activation_maps
+from salience_audit.salience.forward import (
+    FORWARD_METHODS,
+    SALIENCE_PATHS,
+    ForwardCams,
+    NotForwardComputable,
+    gradient_weights,
+)
 from salience_audit.salience.normalize import minmax_normalize
 
-__all__ = ["METHODS", "SalienceExtractor", "SalienceOutput"]
+__all__ = ["FORWARD_TOLERANCE", "METHODS", "SALIENCE_PATHS", "SalienceExtractor", "SalienceOutput", "forget_verdicts"]
+
+logger = logging.getLogger(__name__)
+
+FORWARD_TOLERANCE = 1e-5
+"""Largest difference, after min-max normalisation, between forward-only and autograd maps."""
+
+# Per model object: (method, layer, gradient before in-place activation) -> None (forward path verified) or the reason it is not used.
+_VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str], str | None]] = weakref.WeakKeyDictionary()
 
 METHODS: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "layercam", "scorecam")
 GRADIENT_METHODS: frozenset[str] = frozenset({"gradcam", "gradcampp", "layercam"})
@@ -58,17 +84,13 @@ class _GradCAMpp(GradCAMpp):
         w_k = sum_ij alpha_kij ReLU(g_kij)
     """
 
-    def _get_weights(self, class_idx: Any, scores: Tensor, eps: float = 1e-8, **kwargs: Any) -> list[Tensor]:
+    def _get_weights(self, class_idx: Any, scores: Tensor, **kwargs: Any) -> list[Tensor]:
+        kwargs.pop("eps", None)  # the guard is GRADCAMPP_EPS of salience.forward
         self._backprop(scores, class_idx, **kwargs)
         weights = []
         for act, grad in zip(self.hook_a, self.hook_g, strict=True):
             assert act is not None and grad is not None
-            spatial = (...,) + (None,) * (act.ndim - 2)
-            g2 = grad.pow(2)
-            denom = 2 * g2 + grad.pow(3) * act.flatten(2).sum(-1)[spatial]
-            denom = torch.where(denom.abs() > eps, denom, torch.full_like(denom, eps))
-            alpha = torch.where(grad != 0, g2 / denom, torch.zeros_like(g2))
-            weights.append((alpha * torch.relu(grad)).flatten(2).sum(-1))
+            weights.append(gradient_weights("gradcampp", grad, act))
         return weights
 
 
@@ -152,6 +174,11 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
+def forget_verdicts(model: nn.Module) -> None:
+    """Forget whether the forward path was verified for ``model`` (the next call verifies again)."""
+    _VERDICTS.pop(model, None)
+
+
 class SalienceExtractor:
     """Batched salience maps of an :class:`AuditModel` at the resolution of its CAM layer.
 
@@ -164,6 +191,7 @@ class SalienceExtractor:
             in-place activation that follows it (activations still read after it), as torchcam
             0.3 and so the original study did (profile ``study``; see ``_GradientBeforeInplace``).
             False (default): activations and gradients both of the post-activation tensor.
+        path: ``auto``, ``forward`` or ``autograd`` (see the module docstring).
 
     Usable as a context manager; no hook outlives a call, so ``close()`` only marks the
     extractor as closed.
@@ -176,6 +204,7 @@ class SalienceExtractor:
         layer: str | None = None,
         scorecam_batch_size: int = 64,
         grad_before_inplace: bool = False,
+        path: str = "auto",
     ) -> None:
         self.explainer: Callable[..., Any] | None = None
         if callable(method) or (isinstance(method, str) and ":" in method):
@@ -187,6 +216,10 @@ class SalienceExtractor:
         elif method not in METHODS:
             raise ModelError(f"unknown salience method {method!r}; known methods: {', '.join(METHODS)}, "
                              "or package.module:function for your own explainer")
+        if path not in SALIENCE_PATHS:
+            raise ModelError(f"unknown salience path {path!r}; choose one of {', '.join(SALIENCE_PATHS)}")
+        if path == "forward" and (self.explainer is not None or method not in FORWARD_METHODS):
+            raise ModelError(f"method {method!r} has no forward-only form; use path 'auto' or 'autograd'")
         if not isinstance(model, AuditModel):
             raise ModelError("SalienceExtractor needs an AuditModel (see AuditModel.from_module)")
         self.model = model
@@ -195,6 +228,11 @@ class SalienceExtractor:
         self.layer = model.resolve_layer(self.layer_name)
         self.scorecam_batch_size = int(scorecam_batch_size)
         self.grad_before_inplace = bool(grad_before_inplace)
+        self.path = path
+        forwardable = self.explainer is None and method in FORWARD_METHODS and path != "autograd"
+        self._forward = ForwardCams(model, self.layer, method, self.grad_before_inplace) if forwardable else None
+        self.path_used: str | None = None
+        """``forward`` or ``autograd``: the path of the last call."""
         self._closed = False
         if method == "cam":
             if model.cam_exact is False:
@@ -294,6 +332,17 @@ class SalienceExtractor:
             raise ModelError("this SalienceExtractor was closed")
         if create_graph and self.method != "cam":
             raise ModelError(f"create_graph=True is only supported by method 'cam', not {self.method!r}")
+        if self._forward is not None and not create_graph:
+            out = self._forward_path(x01, target)
+            if out is not None:
+                self.path_used = "forward"
+                return out
+        self.path_used = "autograd"
+        return self._autograd_path(x01, target, create_graph)
+
+    def _autograd_path(
+        self, x01: Tensor, target: Tensor | Sequence[int] | None, create_graph: bool = False
+    ) -> SalienceOutput:
         # Gradient methods need autograd even when called under no_grad / inference_mode.
         with torch.inference_mode(False), _eval_mode(self.model):
             x = self._prepare(x01)
@@ -302,6 +351,57 @@ class SalienceExtractor:
             if self.method == "cam":
                 return self._cam(x, target, create_graph)
             return self._torchcam(x, target)
+
+    # ------------------------------------------------------------------ forward-only path
+    @property
+    def forward_verdict(self) -> str | None:
+        """None while the forward path is usable (or untested), else why it is not used."""
+        if self._forward is None:
+            return "path 'autograd' requested" if self.path == "autograd" else f"no forward-only form of {self.method!r}"
+        return _VERDICTS.get(self.model, {}).get(self._verdict_key)
+
+    @property
+    def _verdict_key(self) -> tuple[str, str, bool]:
+        return (self.method, self.layer_name, self.grad_before_inplace)
+
+    def _fall_back(self, reason: str) -> None:
+        _VERDICTS.setdefault(self.model, {})[self._verdict_key] = reason
+        logger.warning("%s (%s, %s): salience from autograd, not forward-only: %s",
+                       self.model.name, self.model.arch, self.method, reason)
+
+    def _forward_path(self, x01: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput | None:
+        """Maps from one forward pass, or None when the autograd path must be used (see module docstring)."""
+        assert self._forward is not None
+        verdicts = _VERDICTS.setdefault(self.model, {})
+        key = self._verdict_key
+        if self.path == "auto" and verdicts.get(key) is not None:
+            return None
+        with _eval_mode(self.model):
+            x = self._prepare(x01)
+            try:
+                raw, logits, t = self._forward(x, lambda lg: self._resolve_target(lg, target))
+            except NotForwardComputable as exc:
+                if self.path == "forward":
+                    raise ModelError(f"{self.model.name} ({self.model.arch}): forward-only salience is not "
+                                     f"possible: {exc}; use the salience path 'auto' or 'autograd'") from exc
+                self._fall_back(str(exc))
+                return None
+        out = SalienceOutput(maps=minmax_normalize(raw), logits=logits, target=t)
+        if self.path == "auto" and key not in verdicts:
+            ref = self._autograd_path(x01, target)
+            diff = float((ref.maps - out.maps).abs().max()) if out.maps.numel() else 0.0
+            if not torch.equal(ref.target, out.target):
+                self._fall_back("the forward pass chose other target classes than the autograd pass")
+                return ref
+            if not diff <= FORWARD_TOLERANCE:
+                self._fall_back(f"forward-only maps differ from autograd maps by {diff:.2g} "
+                                f"(> {FORWARD_TOLERANCE:g}) on the first batch")
+                return ref
+            verdicts[key] = None
+            logger.info("%s (%s, %s): forward-only salience (head %s; first batch equal to autograd within %.1g)",
+                        self.model.name, self.model.arch, self.method,
+                        " -> ".join(self._forward.head.modules) if self._forward.head else "?", diff)
+        return out
 
     def _cam(self, x: Tensor, target: Tensor | Sequence[int] | None, create_graph: bool) -> SalienceOutput:
         weight = self.model.classifier_weight()

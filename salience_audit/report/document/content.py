@@ -42,17 +42,22 @@ from salience_audit.report.summary.measure_info import MEASURES, NOISE_CURVES, d
 Summary = Mapping[str, Any]
 
 HOW_TO_READ = (
-    "Each section answers one question about how the models decide. Numbers are means over images: for a model "
-    "group, each image's value is first averaged over the group's training runs (for stability: over the pairs of "
-    "runs), then averaged over images. Brackets give a bootstrap 95% confidence interval of that mean over images; "
-    "it reflects which images were audited, not which runs were trained (the model-selection table shows the "
-    "spread between runs). Detection metrics are computed per run and their CIs are over runs.",
-    "Two groups are called 'separated' by a measure when the two-sided Mann-Whitney U test on the per-image values "
-    "gives p < 0.05 AND the two 95% CIs do not overlap. The p-values are not corrected for the many comparisons in "
-    "this report, so treat an isolated p just below 0.05 with care. 'Better' is the direction in which a measure is "
-    "desirable; 'Original study' is what Crum et al. (2023) found for models trained with human-salience guidance "
-    "(e.g. CYBORG) compared with plain cross-entropy models, and whether this audit agrees. Numbers are shown to 3 "
-    "decimals; a dash means undefined (e.g. a ROC-AUC on a dataset with one class).",
+    "Each section answers one question about how the models decide. The question a model family (e.g. guided vs "
+    "plain training) asks is about the training recipe, so training runs count: a group's number is the mean of "
+    "its runs' means over images, and its 95% CI ('runs x images') covers both the randomness of training and the "
+    "choice of images (a two-way bootstrap with a small-sample correction at run level). Two groups are compared "
+    "at the level of runs (a permutation test of run labels; stability: a jackknife t over runs and images), with "
+    "the difference's CI and Hedges' g. Detection metrics are computed per run and their CIs are over runs.",
+    "Verdicts: two groups are 'separated' when the run-level p-value, Benjamini-Hochberg adjusted over all the "
+    "comparisons of this report, is below 0.05 and each group has enough runs; with fewer runs the report says "
+    "'not enough runs to compare families' and still shows the numbers. A verdict resting on one run (leaving it "
+    "out flips or halves the difference) is flagged. 'Original study' is what Crum et al. (2023) found for models "
+    "trained with human-salience guidance (e.g. CYBORG) compared with plain cross-entropy models, and whether this "
+    "audit agrees.",
+    "The image-level view (CIs over images only, Mann-Whitney tests on the per-image values, also adjusted) is kept "
+    "beside it and labelled 'for these trained runs': it says whether these particular runs differ on these images, "
+    "not whether the families do. Numbers are shown to 3 decimals; a dash means undefined. Formulas and when to use "
+    "which view: docs/statistics.md.",
 )
 
 
@@ -142,10 +147,43 @@ def profile_paragraph(summary: Summary) -> Paragraph:
     return Paragraph(text, "note" if name == "study" else "question")
 
 
-def overview_section(summary: Summary) -> Section:
-    """How to read the report, and the summary-of-findings table."""
-    blocks: list[Block] = [profile_paragraph(summary), Heading("How to read this report", 3)]
-    blocks += [Paragraph(p) for p in HOW_TO_READ]
+def _run_count_note(summary: Summary) -> Paragraph | None:
+    """What the run counts allow: not enough runs for a family verdict, or a permutation floor above 0.05."""
+    method = summary.get("method") or {}
+    min_runs = method.get("min_runs")
+    counts: dict[str, int] = {}
+    for rec in summary.get("stats") or []:
+        fam = rec.get("family") or {}
+        if is_number(fam.get("n_runs")) and rec["group"] in (summary.get("families") or {}) and rec["group"] != "human":
+            counts[rec["group"]] = max(counts.get(rec["group"], 0), int(fam["n_runs"]))
+    if not counts:
+        return None
+    listed = ", ".join(f"{g}: {n}" for g, n in counts.items())
+    few = [g for g, n in counts.items() if is_number(min_runs) and n < min_runs]
+    if few:
+        return Paragraph(f"Runs per group: {listed}. With fewer than {min_runs} runs in a group there is not enough "
+                         "runs to compare families: no family verdict and no check against the original study is "
+                         "given (the numbers are shown). Train more runs per family (the study used 10).", "note")
+    return Paragraph(f"Runs per group: {listed}. Run-level p-values are adjusted over "
+                     f"{fmt_int((method.get('multiple_comparisons') or {}).get('m_run_level'))} comparisons "
+                     "(Benjamini-Hochberg).", "question")
+
+
+def overview_section(summary: Summary, figs: _Figures | None = None) -> Section:
+    """The forest plot (first figure), the summary-of-findings table, then how to read the report."""
+    blocks: list[Block] = [profile_paragraph(summary)]
+    if figs is not None:
+        blocks += figs.block("forest")
+    note = _run_count_note(summary)
+    if note is not None:
+        blocks.append(note)
+    blocks.append(Heading("Summary of findings", 3))
+    table = findings_table(summary, primary=True)
+    blocks.append(table if table else Paragraph("No measure values were found in this audit.", "note"))
+    secondary = findings_table(summary, primary=False)
+    if secondary:
+        blocks.append(Details("Secondary measures (alternative forms and controls)", [secondary]))
+    blocks += [Heading("How to read this report", 3)] + [Paragraph(p) for p in HOW_TO_READ]
     fams = summary.get("families") or {}
     known = [f"{g} = {fam}" for g, fam in fams.items() if fam]
     if known:
@@ -185,12 +223,6 @@ def overview_section(summary: Summary) -> Section:
             f"of a bootstrap, the Welch test uses the exact moments, and the Mann-Whitney test, Cliff's delta, the "
             f"distribution tests and the distribution figures use a uniform random sample of {fmt_int(cap)} images "
             "(summary.json, method.approximated, lists them).", "note"))
-    blocks.append(Heading("Summary of findings", 3))
-    table = findings_table(summary, primary=True)
-    blocks.append(table if table else Paragraph("No measure values were found in this audit.", "note"))
-    secondary = findings_table(summary, primary=False)
-    if secondary:
-        blocks.append(Details("Secondary measures (alternative forms and controls)", [secondary]))
     return Section("overview", "Overview", blocks)
 
 
@@ -398,7 +430,7 @@ def selection_section(summary: Summary, figs: _Figures) -> Section | None:
     rows_in = sel.get("rows") or []
     if not rows_in:
         return None
-    source = "Validation accuracy" if sel.get("accuracy_source") == "validation" else "Test accuracy"
+    source = "Validation accuracy"
     rows = []
     for r in rows_in:
         rows.append([
@@ -417,7 +449,8 @@ def selection_section(summary: Summary, figs: _Figures) -> Section | None:
               "Stability (higher)", "Equivariance (higher)", "Faithfulness (higher)", "Equally accurate"]
     blocks: list[Block] = [
         Paragraph("Which of several equally accurate models decides in the most desirable way?", "question"),
-        Paragraph("Rule: " + (sel.get("rule") or selection_mod.rule_text(1.0, sel.get("accuracy_source") or "test"))),
+        Paragraph("Rule: " + (sel.get("rule") or selection_mod.rule_text(1.0, sel.get("accuracy_source")))),
+        Paragraph(f"Selected: {sel.get('selected') or MISSING} ({sel.get('reason') or MISSING}).", "note"),
         Paragraph(f"Salience columns are measured on {dataset_label(summary, sel.get('dataset') or '')}. Stability is "
                   "the mean SSIM of the run's maps to those of the other runs of its group; faithfulness is the "
                   "object-mode minus background-mode drop of the true-class probability.", "note"),
@@ -470,7 +503,7 @@ def metadata_section(summary: Summary) -> Section:
     run_rows = []
     for run, meta in runs.items():
         meta = meta if isinstance(meta, Mapping) else {}
-        val = meta.get("val_acc")
+        val = selection_mod.validation_accuracy(meta)
         run_rows.append([Cell(run), Cell(join(meta.get("group"))), Cell(join(meta.get("arch"))),
                          Cell(join(meta.get("seed")), "num"), Cell(fmt_num(val) if is_number(val) else MISSING, "num"),
                          Cell(join(meta.get("path")), "muted")])
@@ -496,7 +529,7 @@ def build_document(
         f"created {audit['created']}" if audit.get("created") else "",
     ) if x)
     sections = [
-        overview_section(summary),
+        overview_section(summary, figs),
         detection_section(summary, figs),
         entropy_section(summary, figs),
         noise_section(summary, figs),

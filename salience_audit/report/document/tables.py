@@ -51,6 +51,23 @@ def ci_cell(rec: Mapping[str, Any] | None, scale: float = 1.0) -> Cell:
     return Cell(fmt_ci(s(rec["mean"]), s(rec.get("ci_low")), s(rec.get("ci_high"))), "num")
 
 
+def family_cell(rec: Mapping[str, Any] | None) -> Cell:
+    """``mean [low, high]`` of a record's run x image (family) statistics; a dash with fewer than 2 runs."""
+    fam = (rec or {}).get("family") or {}
+    if not is_number(fam.get("mean")):
+        return Cell(MISSING, "num muted")
+    if not is_number(fam.get("ci_low")):
+        return Cell(f"{fmt_num(fam['mean'])} [no CI: {fmt_int(fam.get('n_runs'))} run(s)]", "num muted")
+    return Cell(fmt_ci(fam["mean"], fam.get("ci_low"), fam.get("ci_high")), "num")
+
+
+def images_cell(rec: Mapping[str, Any] | None) -> Cell:
+    """``[low, high]`` of a record's image-level CI (for these trained runs)."""
+    if not rec or not is_number(rec.get("ci_low")):
+        return Cell(MISSING, "num muted")
+    return Cell(f"[{fmt_num(rec['ci_low'])}, {fmt_num(rec.get('ci_high'))}]", "num muted")
+
+
 def stats_table(
     summary: Summary, measure: str, variant: str = "", datasets: Sequence[str] | None = None
 ) -> Table | None:
@@ -65,18 +82,22 @@ def stats_table(
             continue
         row = [Cell(dataset_label(summary, ds))]
         for rec in recs:
-            row.append(ci_cell(rec))
-            row.append(Cell(fmt_int(rec["n"]) if rec else MISSING, "num muted"))
+            row.append(family_cell(rec))
+            row.append(images_cell(rec))
+            runs = ((rec or {}).get("family") or {}).get("n_runs")
+            row.append(Cell(f"{fmt_int(runs)} / {fmt_int(rec['n'])}" if rec else MISSING, "num muted"))
         rows.append(row)
     if not rows:
         return None
     header = ["Dataset"]
     for g in groups:
-        header += [f"{g}: mean [95% CI]", "n images"]
+        header += [f"{g}: mean [95% CI, runs x images]", f"{g}: [95% CI, images only]", "runs / images"]
     minfo = info(measure)
     title = minfo.title + (f" ({variant})" if variant else "")
-    return Table(header, rows, f"{title} in {minfo.unit}: mean over images [bootstrap 95% CI]; "
-                               f"{direction_text(minfo.direction(variant))}.")
+    return Table(header, rows, f"{title} in {minfo.unit}; {direction_text(minfo.direction(variant))}. "
+                               "Runs x images: mean of the run means with a CI over runs and images (the family); "
+                               "images only: mean over images with a bootstrap CI over images, for these trained "
+                               "runs (docs/statistics.md).")
 
 
 def variant_table(summary: Summary, measure: str, variants: Sequence[str], dataset: str | None) -> Table | None:
@@ -102,21 +123,23 @@ def variant_table(summary: Summary, measure: str, variants: Sequence[str], datas
 
 
 def verdict_cell(verdict: Mapping[str, Any] | None) -> Cell:
-    """Plain-language verdict of one comparison."""
-    if not verdict or verdict.get("separates") is None:
+    """Plain-language family verdict of one comparison (run level, BH-adjusted)."""
+    if not verdict or not verdict.get("label"):
         return Cell("undefined (no test possible)", "muted")
-    direction = verdict.get("direction") or ""
-    if verdict["separates"]:
-        better = verdict.get("better_group")
-        tail = f"; better: {better}" if better else ""
-        return Cell(f"separated: {direction}{tail}", "good")
-    if verdict.get("p_below_alpha") is False:
-        reason = "p >= 0.05"
-    elif verdict.get("ci_overlap"):
-        reason = "p < 0.05 but the CIs overlap"
-    else:
-        reason = "CIs undefined"
-    return Cell(f"not separated ({reason}); {direction}" if direction else f"not separated ({reason})", "muted")
+    if verdict.get("separates"):
+        return Cell(verdict["label"], "bad" if verdict.get("driven_by_one_run") else "good")
+    return Cell(verdict["label"], "muted")
+
+
+def images_verdict_text(verdict: Mapping[str, Any] | None) -> str:
+    """The image-level reading, 'for these trained runs'."""
+    img = (verdict or {}).get("images") or {}
+    if img.get("separates") is None:
+        return MISSING
+    if img["separates"]:
+        better = f": {img['better_group']} better" if img.get("better_group") else ""
+        return f"differ{better} (adjusted {fmt_p(img.get('p_adjusted'))})"
+    return f"no difference (adjusted {fmt_p(img.get('p_adjusted'))})"
 
 
 def study_cell(verdict: Mapping[str, Any] | None, study: str | None) -> Cell:
@@ -138,33 +161,62 @@ def comparisons_for(summary: Summary, measure: str, variant: str, dataset: str) 
             if c["measure"] == measure and c["variant"] == variant and c["dataset"] == dataset]
 
 
+def _diff_cell(runs: Mapping[str, Any] | None) -> Cell:
+    runs = runs or {}
+    if not is_number(runs.get("diff")):
+        return Cell(MISSING, "num muted")
+    return Cell(fmt_ci(runs["diff"], runs.get("diff_ci_low"), runs.get("diff_ci_high")), "num")
+
+
+def _g_cell(runs: Mapping[str, Any] | None) -> Cell:
+    runs = runs or {}
+    if not is_number(runs.get("hedges_g")):
+        return Cell(MISSING, "num muted")
+    return Cell(fmt_ci(runs["hedges_g"], runs.get("g_ci_low"), runs.get("g_ci_high")), "num")
+
+
+def _run_p_cell(runs: Mapping[str, Any] | None) -> Cell:
+    runs = runs or {}
+    if not is_number(runs.get("p")):
+        return Cell(MISSING, "num muted")
+    text = f"{fmt_p(runs.get('p_adjusted'))} adj.\n({fmt_p(runs['p'])} raw)"
+    if is_number(runs.get("min_p")) and runs["min_p"] >= 0.05:
+        text += f"\nsmallest possible: {runs['min_p']:.3f}"
+    return Cell(text, "num")
+
+
 def tests_table(
     summary: Summary, measure: str, variant: str = "", datasets: Sequence[str] | None = None
 ) -> Table | None:
-    """Group comparisons (per dataset and pair of groups): difference, effect size, p-values, verdict."""
+    """Group comparisons (per dataset and pair of groups): run level first, then the image-level view."""
     datasets = list(datasets) if datasets is not None else datasets_with_pooled(summary)
     study = info(measure).study
     rows = []
     for ds in datasets:
         for c in comparisons_for(summary, measure, variant, ds):
+            runs = c.get("runs") or {}
             rows.append([
                 Cell(dataset_label(summary, ds)),
-                Cell(f"{c['group_a']} vs {c['group_b']}"),
-                Cell(fmt_num(c.get("mean_diff")), "num"),
-                Cell(fmt_num(c.get("cliffs_delta")), "num"),
-                Cell(fmt_p(c.get("mannwhitney_p")), "num"),
-                Cell(fmt_p(c.get("welch_p")), "num"),
+                Cell(f"{c['group_a']} vs {c['group_b']}\n(runs: {fmt_int(runs.get('n_runs_a'))} and "
+                     f"{fmt_int(runs.get('n_runs_b'))})"),
+                _diff_cell(runs),
+                _g_cell(runs),
+                _run_p_cell(runs),
                 verdict_cell(c.get("verdict")),
                 study_cell(c.get("verdict"), study),
+                Cell(f"{fmt_p(c.get('mannwhitney_p_adjusted'))} adj.; Cliff's delta {fmt_num(c.get('cliffs_delta'))}"
+                     f"\n{images_verdict_text(c.get('verdict'))}", "muted"),
             ])
     if not rows:
         return None
     return Table(
-        ["Dataset", "Groups (A vs B)", "Mean diff (A - B)", "Cliff's delta", "Mann-Whitney", "Welch t",
-         "Verdict", "Original study"],
+        ["Dataset", "Groups (A vs B)", "Difference A - B [95% CI, runs x images]", "Hedges' g of run means [95% CI]",
+         "Run-level p (BH-adjusted)", "Verdict (families)", "Original study",
+         "For these trained runs: Mann-Whitney on images"],
         rows,
-        "Tests on the per-image values (each image averaged over the group's runs). Cliff's delta > 0: A tends "
-        "to be larger.",
+        "Run level: permutation test of run labels on the mean run values (stability: jackknife t over runs and "
+        "images); p-values Benjamini-Hochberg adjusted over all comparisons of this report. The last column tests "
+        "the per-image values: it says whether these particular runs differ, not whether the families do.",
     )
 
 
@@ -181,13 +233,15 @@ def findings_table(summary: Summary, primary: bool | None = None) -> Table | Non
     for f in findings:
         title = f["title"] + (f" ({f['variant']})" if f["variant"] else "")
         row = [Cell(title), Cell(f["question"], "muted"), Cell(direction_text(f["better"]))]
-        row += [ci_cell(f["per_group"].get(g)) for g in groups]
+        row += [family_cell(f["per_group"].get(g)) for g in groups]
         cmps = f.get("comparisons") or []
+        def run_p(c: Mapping[str, Any]) -> str:
+            return fmt_p((c.get("runs") or {}).get("p_adjusted"))
         if len(groups) > 2:
-            row.append(Cell("\n".join(f"{c['group_a']} vs {c['group_b']}: {fmt_p(c['mannwhitney_p'])}" for c in cmps)
+            row.append(Cell("\n".join(f"{c['group_a']} vs {c['group_b']}: {run_p(c)}" for c in cmps)
                             or MISSING, "num"))
         else:
-            row.append(Cell(fmt_p(cmps[0]["mannwhitney_p"]) if cmps else MISSING, "num"))
+            row.append(Cell(run_p(cmps[0]) if cmps else MISSING, "num"))
         verdicts = [verdict_cell(c.get("verdict")) for c in cmps]
         if len(verdicts) == 1:
             row.append(verdicts[0])
@@ -204,6 +258,7 @@ def findings_table(summary: Summary, primary: bool | None = None) -> Table | Non
         else:
             row.append(Cell("not stated", "muted"))
         rows.append(row)
-    header = ["Measure", "Question", "Better"] + [f"{g}: mean [95% CI]" for g in groups] + [
-        "Mann-Whitney", "Verdict", "Original study (guided vs plain)"]
-    return Table(header, rows, f"On {dataset_label(summary, summary.get('headline_dataset') or '')}.")
+    header = ["Measure", "Question", "Better"] + [f"{g}: mean [95% CI, runs x images]" for g in groups] + [
+        "Run-level p (BH-adjusted)", "Verdict (families)", "Original study (guided vs plain)"]
+    return Table(header, rows, f"On {dataset_label(summary, summary.get('headline_dataset') or '')}. Means of the run "
+                               "means; CIs and tests count training runs (docs/statistics.md).")

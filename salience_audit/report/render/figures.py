@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from salience_audit.report.document.blocks import FigureOut
+from salience_audit.report.render.forest import forest_plot
 from salience_audit.report.render.gallery import gallery_figures, mean_map_figure
 from salience_audit.report.render.plotstyle import (
     colors,
@@ -25,6 +26,7 @@ from salience_audit.report.render.plotstyle import (
     legend_outside,
     new_figure,
     rotate_labels,
+    run_labels,
     style_axes,
     text,
     to_png,
@@ -191,8 +193,13 @@ def stability_matrix(summary: Summary) -> FigureOut | None:
     mats = [m for m in summary.get("stability_matrices", []) if m["dataset"] == dataset and len(m["runs"]) >= 2]
     if not mats:
         return None
-    fig = new_figure(max(4.4, 4.0 * len(mats) + 0.8), 4.3)
-    axes = fig.subplots(1, len(mats), squeeze=False)[0]
+    n_cols = min(2, len(mats))
+    n_rows = -(-len(mats) // n_cols)
+    fig = new_figure(max(4.4, 4.6 * n_cols + 0.8), 4.3 * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[len(mats):]:
+        ax.axis("off")
+    axes = axes[: len(mats)]
     values = np.array([v for m in mats for row in m["matrix"] for v in row if v is not None], dtype=float)
     vmin = min(0.0, float(np.nanmin(values))) if values.size else 0.0
     image = None
@@ -200,7 +207,8 @@ def stability_matrix(summary: Summary) -> FigureOut | None:
         grid = np.array([[np.nan if v is None else v for v in row] for row in mat["matrix"]], dtype=float)
         image = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=1.0)
         n = len(mat["runs"])
-        labels = [text(r, 14) for r in mat["runs"]]
+        short = run_labels(mat["runs"], limit=14)
+        labels = [text(short[str(r)]) for r in mat["runs"]]
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
         ax.set_xticklabels(labels, fontsize=7)
@@ -397,14 +405,15 @@ def selection_scatter(summary: Summary) -> FigureOut | None:
     """Accuracy vs entropy and vs stability, one point per run coloured by group."""
     sel = summary.get("selection", {})
     rows = sel.get("rows", [])
-    panels = [(c, lab) for c, lab in (("entropy_norm", "normalised salience entropy (lower = more focused)"),
-                                      ("stability", "mean SSIM to the group's other runs"),
-                                      ("equivariance", "equivariance (SSIM, all transformations)"))
+    panels = [(c, lab) for c, lab in (("entropy_norm", "normalised salience entropy\n(lower = more focused)"),
+                                      ("stability", "mean SSIM to the\ngroup's other runs"),
+                                      ("equivariance", "equivariance\n(SSIM, all transformations)"))
               if sum(r.get(c) is not None and r.get("accuracy") is not None for r in rows) >= 2]
     if not panels:
         return None
     palette = colors(summary["groups"])
-    source = "validation" if sel.get("accuracy_source") == "validation" else "test"
+    source = "validation"
+    short = run_labels([r["run"] for r in rows], limit=16)
     fig = new_figure(3.9 * len(panels) + 0.8, 3.9)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     accs = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
@@ -420,7 +429,7 @@ def selection_scatter(summary: Summary) -> FigureOut | None:
             ax.scatter(x, y, c=face, edgecolors=palette[group], s=42, linewidths=1.5, label=text(group, 30), zorder=3)
             if len(rows) <= 12:
                 for r, xi, yi in zip(pts, x, y):
-                    ax.annotate(text(r["run"], 16), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
+                    ax.annotate(text(short[str(r["run"])]), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
         if cutoff is not None:
             ax.axhline(cutoff, color="#888888", linestyle="--", linewidth=1)
         ax.set_xlabel(label)
@@ -441,6 +450,7 @@ def all_figures(
 ) -> list[FigureOut]:
     """Every figure that has data, in report order."""
     makers: list[Callable[[], FigureOut | list[FigureOut] | None]] = [
+        lambda: forest_plot(summary),
         lambda: detection(summary),
         lambda: entropy_distribution(summary, values),
         lambda: noise_curves(summary),
@@ -465,7 +475,7 @@ def all_figures(
 
 
 __all__ = [
-    "VALUE_MEASURES", "all_figures", "degradation", "deletion_insertion", "detection", "entropy_distribution", "human_agreement",
+    "VALUE_MEASURES", "all_figures", "degradation", "forest_plot", "deletion_insertion", "detection", "entropy_distribution", "human_agreement",
     "noise_curves", "out_of_set_entropy", "selection_scatter", "stability_distribution", "stability_matrix",
     "transforms",
 ]

@@ -2,8 +2,10 @@
 
 ``gallery.npz`` holds images uint8 [K, H, W, 3], paths / datasets / labels / reasons [K],
 maps float32 [R, K, h, w] in [0, 1], runs [R] and run_groups [R]. The gallery shows one
-row per image and one column per group (the group's first run), the map stretched over
-the image with the 'jet' colormap at alpha 0.5.
+row per image and, per group, one column for each of its first :data:`RUNS_PER_GROUP`
+runs (so an unstable image shows its instability side by side), the map stretched over
+the image with the 'jet' colormap at alpha 0.5. Columns are labelled with the run name
+shortened at the front (the seed stays, :func:`~salience_audit.report.render.plotstyle.run_labels`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from matplotlib.colors import Normalize
 from scipy.ndimage import zoom
 
 from salience_audit.report.document.blocks import FigureOut
-from salience_audit.report.render.plotstyle import new_figure, text, to_png
+from salience_audit.report.render.plotstyle import MAX_WIDTH_IN, new_figure, run_labels, text, to_png
 
 ROWS_PER_FIGURE = 6
+RUNS_PER_GROUP = 2
+"""Runs shown per group (their maps side by side)."""
 _LABELS = {0: "real", 1: "synthetic"}
 
 
@@ -40,16 +44,17 @@ def upscale_map(salience: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(big[:height, :width], 0, 1)
 
 
-def gallery_columns(summary: Mapping[str, Any], gallery: Mapping[str, np.ndarray]) -> list[tuple[str, str, int]]:
-    """``(group, run, index into maps)`` of the first run of each group, in the summary's group order."""
+def gallery_columns(
+    summary: Mapping[str, Any], gallery: Mapping[str, np.ndarray], runs_per_group: int = RUNS_PER_GROUP
+) -> list[tuple[str, str, int]]:
+    """``(group, run, index into maps)`` of the first ``runs_per_group`` runs of each group, in group order."""
     runs = _strings(gallery.get("runs"), 0)
     run_groups = _strings(gallery.get("run_groups"), len(runs))
     order = list(summary.get("groups", [])) + [g for g in run_groups if g not in summary.get("groups", [])]
     columns = []
     for group in dict.fromkeys(order):
-        idx = next((i for i, g in enumerate(run_groups) if g == group), None)
-        if idx is not None:
-            columns.append((group, runs[idx], idx))
+        found = [i for i, g in enumerate(run_groups) if g == group][:runs_per_group]
+        columns += [(group, runs[i], i) for i in found]
     return columns
 
 
@@ -87,7 +92,8 @@ def gallery_figures(summary: Mapping[str, Any], gallery: Mapping[str, np.ndarray
     n_cols = 1 + len(columns)
     for part, start in enumerate(range(0, images.shape[0], ROWS_PER_FIGURE)):
         stop = min(start + ROWS_PER_FIGURE, images.shape[0])
-        fig = new_figure(2.2 * n_cols + 1.6, 2.25 * (stop - start) + 0.9)
+        cell = min(2.2, (MAX_WIDTH_IN - 1.9) / n_cols)
+        fig = new_figure(cell * n_cols + 1.9, (cell + 0.1) * (stop - start) + 1.0)
         axes = fig.subplots(stop - start, n_cols, squeeze=False)
         for r, k in enumerate(range(start, stop)):
             image = images[k]
@@ -105,18 +111,21 @@ def gallery_figures(summary: Mapping[str, Any], gallery: Mapping[str, np.ndarray
                 ax.set_xticks([])
                 ax.set_yticks([])
         axes[0, 0].set_title("image", fontsize=9)
+        short = run_labels([run for _, run, _ in columns], limit=14)
         for c, (group, run, _) in enumerate(columns, start=1):
-            axes[0, c].set_title(f"{text(group, 22)}\n(run {text(run, 18)})", fontsize=9)
+            axes[0, c].set_title(f"{text(group, 14)}\n{text(short[run])}", fontsize=9)
         if columns:
             scale = ScalarMappable(norm=Normalize(0, 1), cmap="jet")
             fig.colorbar(scale, ax=axes[:, -1].tolist(), label="salience (0 = none, 1 = strongest)", shrink=0.6)
-        title = "Gallery: salience of the first run of each group"
+        title = f"Gallery: salience of {RUNS_PER_GROUP} runs of each group"
         n_parts = -(-images.shape[0] // ROWS_PER_FIGURE)
         if n_parts > 1:
             title += f" (part {part + 1} of {n_parts})"
         fig.suptitle(title)
         out.append(FigureOut(f"gallery_{part + 1}", "gallery", title,
-                             "Rows: images (why they were chosen, file name, true class); columns: model groups.",
+                             "Rows: images (why they were chosen, file name, true class); columns: two runs of each "
+                             "model group (run names without their common prefix), so differences between runs of "
+                             "one group show the instability of its maps.",
                              to_png(fig)))
     return out
 

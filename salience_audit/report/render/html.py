@@ -29,6 +29,7 @@ from salience_audit.report.summary.build import (
     DEFAULT_CAPACITY,
     folder_accumulator,
     load_fresh_summary,
+    min_runs_of,
     save_summary,
     summarize_folder,
     summary_from_accumulator,
@@ -101,7 +102,7 @@ TEMPLATE = """<!DOCTYPE html>
 {%- endfor %}
 </tbody></table></div>
 {%- elif k == "figureblock" -%}
-<figure><img src="{{ data_uri(block.figure) }}" alt="{{ block.figure.title }}">
+<figure id="fig-{{ block.figure.name }}"><img src="{{ data_uri(block.figure) }}" alt="{{ block.figure.title }}">
 <figcaption>{{ block.figure.caption }}</figcaption></figure>
 {%- elif k == "keyvalues" -%}
 <dl class="kv">{% for key, value in block.items %}<dt>{{ key }}</dt><dd>{{ value }}</dd>{% endfor %}</dl>
@@ -171,6 +172,7 @@ def write_report(
     n_boot: int = 2000,
     seed: int = 0,
     capacity: int | None = DEFAULT_CAPACITY,
+    min_runs: int | None = None,
 ) -> Path:
     """Write ``OUT/summary.json``, ``OUT/report/index.html`` and ``OUT/report/report.md``; returns the HTML path.
 
@@ -187,10 +189,12 @@ def write_report(
     out_dir = Path(out_dir)
     meta = load_audit_meta(out_dir)
     mean_maps, gallery = load_mean_maps(out_dir), load_gallery(out_dir)
-    summary = load_fresh_summary(out_dir, n_boot=n_boot, seed=seed, capacity=capacity)
+    summary = load_fresh_summary(out_dir, n_boot=n_boot, seed=seed, capacity=capacity,
+                                 min_runs=min_runs_of(meta, min_runs))
     if summary is None:
         acc = folder_accumulator(out_dir, meta, seed=seed, capacity=capacity)
-        summary = summary_from_accumulator(acc, meta, n_boot=n_boot, seed=seed, mean_maps=mean_maps)
+        summary = summary_from_accumulator(acc, meta, n_boot=n_boot, seed=seed, mean_maps=mean_maps,
+                                           min_runs=min_runs)
         save_summary(summary, out_dir / "summary.json")
     else:
         acc = folder_accumulator(out_dir, meta, seed=seed, capacity=capacity, measures=VALUE_MEASURES)

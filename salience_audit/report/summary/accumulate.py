@@ -51,6 +51,7 @@ from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.derived import TRANSFORM_MEASURES, derive_rows
 from salience_audit.report.summary.detection import image_scores
 from salience_audit.report.summary.families import REFERENCE_GROUPS
+from salience_audit.report.summary.measure_info import PAIRWISE_MEASURES
 from salience_audit.report.summary.outofset import shift_record
 from salience_audit.results.reader import CHUNK_ROWS, iter_result_chunks
 from salience_audit.stats.compare import compare_groups
@@ -445,6 +446,8 @@ class AuditAccumulator:
         self._sorder: dict[Key, int] = {}
         self._smoments: dict[Key, ChunkMoments] = {}
         self._spooled: dict[Key, ChunkMoments] = {}  # (group, "a|b")
+        # every pairwise measure: (measure, group, dataset, "a|b") -> moments over images (family statistics)
+        self._pmoments: dict[Key, ChunkMoments] = {}
         self._dorder: dict[Key, int] = {}
         self._det: dict[Key, DetectionState] = {}
         self._cache: dict[Any, Any] = {}
@@ -486,6 +489,7 @@ class AuditAccumulator:
                 self._add_group_values(part, frame)
                 self._add_run_values(part, frame)
         self._add_stability(rows)
+        self._add_pairs(rows)
         self._add_detection(rows)
 
     def _position(self, part: int, measure: str, dataset: str, group: str, index: np.ndarray, run: str | None = None):
@@ -549,6 +553,30 @@ class AuditAccumulator:
             agg = inset.groupby(RUN_KEY[:4], sort=False, observed=True)["value"].agg(["count", "mean", "std"])
             for key, count, mean, std in zip(agg.index, agg["count"], agg["mean"], agg["std"]):
                 _chunk_moments(self._rpooled, (part, *key)).add(count, mean, std)
+
+    def _add_pairs(self, rows: pd.DataFrame) -> None:
+        sel = rows[rows["measure"].isin(PAIRWISE_MEASURES) & rows["run"].str.contains("|", regex=False)]
+        if sel.empty:
+            return
+        agg = sel.groupby(["measure", "group", "dataset", "run"], sort=False)["value"].agg(["count", "mean"])
+        for key, count, mean in zip(agg.index, agg["count"], agg["mean"]):
+            _chunk_moments(self._pmoments, key).add(count, mean, float("nan"))
+
+    def pair_means(self, in_set: Sequence[str]) -> dict[Key, float]:
+        """``{(measure, group, dataset, "a|b"): mean over images}`` of every pairwise measure.
+
+        Pooled in-set datasets (:data:`POOLED`, when there are two or more): the pair's mean
+        over the images of all of them (moments merged).
+        """
+        out = {k: m.mean for k, m in self._pmoments.items() if m.count}
+        present = self._present(in_set, {k[2] for k in self._pmoments})
+        if present:
+            parts: dict[Key, list[ChunkMoments]] = {}
+            for (measure, group, dataset, pair), m in self._pmoments.items():
+                if dataset in present:
+                    parts.setdefault((measure, group, POOLED, pair), []).append(m)
+            out.update({k: ChunkMoments.merged(v).mean for k, v in parts.items()})
+        return out
 
     def _add_stability(self, rows: pd.DataFrame, measure: str = "stability_ssim") -> None:
         sel = rows[(rows["measure"] == measure) & rows["run"].str.contains("|", regex=False)]

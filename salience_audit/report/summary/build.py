@@ -12,8 +12,14 @@ How the numbers are made (also written into the summary under ``"method"``):
   (Welch from the exact moments); such cells are listed under ``method.approximated``.
 - Per run: the mean and standard deviation over images of the run's own values (pairwise
   stability rows count for both runs of the pair: mean SSIM of the run to the others).
-- Two groups are compared on the per-image values (Mann-Whitney U, Welch t, Cliff's delta)
-  and get a verdict (see :mod:`salience_audit.report.summary.verdict`).
+- Family level (:mod:`salience_audit.report.summary.runlevel`, docs/statistics.md): per group a
+  run x image mean and CI (``family``); two groups compared at the level of runs
+  (permutation of run labels; stability: jackknife t), with the difference's CI, Hedges' g
+  and a leave-one-run-out check (``runs``); all run-level p-values Benjamini-Hochberg
+  adjusted together. Verdicts use the adjusted run-level p and need ``min_runs`` runs per
+  group (see :mod:`salience_audit.report.summary.verdict`).
+- Image level ("for these trained runs"): two groups are also compared on the per-image
+  values (Mann-Whitney U, Welch t, Cliff's delta; Mann-Whitney p BH-adjusted as its own family).
 - Detection metrics per run and dataset; per group, their mean with a bootstrap CI over runs.
 - Undefined numbers (an AUC with one class, a p-value of constants) are ``null``.
 """
@@ -42,8 +48,9 @@ from salience_audit.report.summary.accumulate import (
 from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.derived import derive_rows
 from salience_audit.report.summary.families import group_families
-from salience_audit.report.summary.measure_info import MEASURES, info, measure_table
-from salience_audit.report.summary.verdict import RULE, verdict
+from salience_audit.report.summary.measure_info import MEASURES, PAIRWISE_MEASURES, info, measure_table
+from salience_audit.report.summary.runlevel import add_family_level, family_inputs
+from salience_audit.report.summary.verdict import MIN_RUNS, rule_text, verdict
 from salience_audit.results.jsonsafe import json_safe
 from salience_audit.results.reader import (
     load_audit_meta,
@@ -57,8 +64,9 @@ __all__ = [
     "load_results", "save_summary", "summarize", "summarize_folder", "summary_from_accumulator", "write_summary",
 ]
 
-SCHEMA_VERSION = 1
-_FINDING_KEYS = ("group_a", "group_b", "mannwhitney_p", "welch_p", "cliffs_delta", "mean_diff", "verdict")
+SCHEMA_VERSION = 2
+_FINDING_KEYS = ("group_a", "group_b", "mannwhitney_p", "mannwhitney_p_adjusted", "welch_p", "cliffs_delta", "mean_diff",
+                 "runs", "verdict")
 
 
 def _names(rows_or_names: pd.DataFrame | Iterable[str], column: str) -> set[str]:
@@ -112,14 +120,15 @@ def _stats_index(stats: Sequence[Mapping[str, Any]]) -> dict[tuple, Mapping[str,
 
 
 def _add_verdicts(
-    comparisons: list[dict[str, Any]], stats: Sequence[Mapping[str, Any]], families: Mapping[str, str | None]
+    comparisons: list[dict[str, Any]], stats: Sequence[Mapping[str, Any]], families: Mapping[str, str | None],
+    min_runs: int = MIN_RUNS,
 ) -> None:
     index = _stats_index(stats)
     for cmp in comparisons:
         key = (cmp["measure"], cmp["variant"])
         sa = index.get((*key, cmp["group_a"], cmp["dataset"]), {})
         sb = index.get((*key, cmp["group_b"], cmp["dataset"]), {})
-        cmp["verdict"] = verdict(info(cmp["measure"]), cmp["variant"], cmp, sa, sb, families)
+        cmp["verdict"] = verdict(info(cmp["measure"]), cmp["variant"], cmp, sa, sb, families, min_runs)
 
 
 def _findings(
@@ -146,7 +155,7 @@ def _findings(
             for g in groups:
                 rec = index.get((measure, variant, g, dataset))
                 if rec:
-                    per_group[g] = {k: rec[k] for k in ("n", "mean", "ci_low", "ci_high", "n_runs")}
+                    per_group[g] = {k: rec.get(k) for k in ("n", "mean", "ci_low", "ci_high", "n_runs", "family")}
             cmps = [
                 {k: c[k] for k in _FINDING_KEYS}
                 for c in comparisons
@@ -185,6 +194,15 @@ def _audit_block(audit_meta: Mapping[str, Any], roles: Mapping[str, str], acc: A
     return block
 
 
+def min_runs_of(audit_meta: Mapping[str, Any], min_runs: int | None) -> int:
+    """Runs per group a family verdict needs: ``min_runs`` if given, else ``min_runs`` of the audit config, else 3."""
+    if min_runs is None:
+        min_runs = (audit_meta.get("config") or {}).get("min_runs", MIN_RUNS)
+    if isinstance(min_runs, bool) or not isinstance(min_runs, int) or min_runs < 2:
+        raise ValueError(f"min_runs must be an integer >= 2, got {min_runs!r}")
+    return min_runs
+
+
 def _threshold(audit_meta: Mapping[str, Any], threshold: float | None) -> float:
     """The audit's decision threshold (``--threshold``, 0.5 by default) unless given."""
     if threshold is not None:
@@ -201,6 +219,7 @@ def summarize(
     mean_maps: Mapping[str, np.ndarray] | None = None,
     threshold: float | None = None,
     capacity: int | None = None,
+    min_runs: int | None = None,
 ) -> dict[str, Any]:
     """All numbers of an audit, from rows already in memory, as a JSON-ready dict (strict JSON: undefined numbers are None).
 
@@ -220,7 +239,7 @@ def summarize(
     audit_meta = dict(audit_meta or {})
     acc = AuditAccumulator(audit_meta, threshold=_threshold(audit_meta, threshold), capacity=capacity, seed=seed)
     acc.add(normalize_rows(rows))
-    return summary_from_accumulator(acc, audit_meta, n_boot=n_boot, seed=seed, mean_maps=mean_maps)
+    return summary_from_accumulator(acc, audit_meta, n_boot=n_boot, seed=seed, mean_maps=mean_maps, min_runs=min_runs)
 
 
 def summary_from_accumulator(
@@ -230,9 +249,11 @@ def summary_from_accumulator(
     n_boot: int = 2000,
     seed: int = 0,
     mean_maps: Mapping[str, np.ndarray] | None = None,
+    min_runs: int | None = None,
 ) -> dict[str, Any]:
     """The summary dict (see :func:`summarize`) of rows folded into ``acc``."""
     audit_meta = dict(audit_meta or {})
+    min_runs = min_runs_of(audit_meta, min_runs)
     roles = dataset_roles(acc.datasets, audit_meta)
     in_set = [d for d, r in roles.items() if r == "in"]
     out_of_set = [d for d, r in roles.items() if r != "in"]
@@ -241,7 +262,9 @@ def summary_from_accumulator(
 
     stats = acc.group_stats(in_set, n_boot, seed)
     comparisons = acc.group_comparisons(in_set, groups)
-    _add_verdicts(comparisons, stats, families)
+    n_tests = add_family_level(stats, comparisons, family_inputs(acc, in_set, PAIRWISE_MEASURES), PAIRWISE_MEASURES,
+                               seed)
+    _add_verdicts(comparisons, stats, families, min_runs)
     per_run = acc.run_stats(in_set)
 
     det_runs = acc.detection_per_run(in_set)
@@ -257,14 +280,34 @@ def summary_from_accumulator(
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "tool_version": __version__,
         "method": {
-            "unit": "image",
+            "unit": "runs x images (family); images (for these trained runs)",
+            "family_ci": (
+                "stats[].family: mean of run means -+ t_nu * SE, SE^2 = two-way (runs x images) bootstrap variance "
+                "in closed form with run-level small-sample correction, nu = Welch-Satterthwaite (runs: R - 1, "
+                "images: I - 1); pairwise measures: mean over run pairs, delete-one-run jackknife + image variance"
+            ),
+            "family_tests": (
+                "comparisons[].runs: exact (<= 200,000 relabellings) or Monte Carlo (20,000) permutation test of run "
+                "labels on the difference of the mean run means; pairwise measures: Welch-type t on the jackknife "
+                "variances; difference CI, Hedges' g of the run means, leave-one-run-out"
+            ),
+            "multiple_comparisons": {
+                "method": "Benjamini-Hochberg (scipy.stats.false_discovery_control)",
+                "m_run_level": n_tests["runs"],
+                "m_image_level": n_tests["images"],
+                "note": "verdicts use the adjusted run-level p-values; image-level p-values adjusted as a family of "
+                        "their own",
+            },
+            "min_runs": min_runs,
             "per_image": "each image's value is the mean over the group's runs (stability: over the group's run pairs)",
-            "ci": f"percentile bootstrap 95% CI of the mean over images ({n_boot} resamples, seed {seed})",
+            "ci": f"stats[].ci_low/ci_high (for these trained runs): percentile bootstrap 95% CI of the mean over "
+                  f"images ({n_boot} resamples, seed {seed})",
             "n_boot": n_boot,
             "seed": seed,
             "per_run": "mean and standard deviation over images of the run's own values",
-            "tests": "two-sided Mann-Whitney U and Welch t-test on the per-image values; Cliff's delta",
-            "verdict_rule": RULE,
+            "tests": "image level (for these trained runs): two-sided Mann-Whitney U and Welch t-test on the "
+                     "per-image values; Cliff's delta",
+            "verdict_rule": rule_text(min_runs, n_tests["runs"]),
             "pooled_dataset": POOLED,
             "detection_threshold": acc.threshold,
             "sample_capacity": capacity,
@@ -318,17 +361,20 @@ def folder_accumulator(
 
 
 def summarize_folder(
-    out_dir: str | Path, *, n_boot: int = 2000, seed: int = 0, capacity: int | None = DEFAULT_CAPACITY
+    out_dir: str | Path, *, n_boot: int = 2000, seed: int = 0, capacity: int | None = DEFAULT_CAPACITY,
+    min_runs: int | None = None,
 ) -> dict[str, Any]:
     """The summary dict of the audit in ``out_dir``, computed in bounded memory (see :func:`write_summary`)."""
     out_dir = Path(out_dir)
     meta = load_audit_meta(out_dir)
     acc = folder_accumulator(out_dir, meta, seed=seed, capacity=capacity)
-    return summary_from_accumulator(acc, meta, n_boot=n_boot, seed=seed, mean_maps=load_mean_maps(out_dir))
+    return summary_from_accumulator(acc, meta, n_boot=n_boot, seed=seed, mean_maps=load_mean_maps(out_dir),
+                                    min_runs=min_runs)
 
 
 def write_summary(
-    out_dir: str | Path, *, n_boot: int = 2000, seed: int = 0, capacity: int | None = DEFAULT_CAPACITY
+    out_dir: str | Path, *, n_boot: int = 2000, seed: int = 0, capacity: int | None = DEFAULT_CAPACITY,
+    min_runs: int | None = None,
 ) -> Path:
     """Summarise the audit in ``out_dir`` and write ``OUT/summary.json`` (strict JSON); returns its path.
 
@@ -337,7 +383,7 @@ def write_summary(
     group, dataset) - not the rows of the whole audit.
     """
     out_dir = Path(out_dir)
-    summary = summarize_folder(out_dir, n_boot=n_boot, seed=seed, capacity=capacity)
+    summary = summarize_folder(out_dir, n_boot=n_boot, seed=seed, capacity=capacity, min_runs=min_runs)
     return save_summary(summary, out_dir / "summary.json")
 
 
@@ -347,7 +393,8 @@ def _inputs_mtime(out_dir: Path) -> float:
 
 
 def load_fresh_summary(
-    out_dir: str | Path, n_boot: int | None = None, seed: int | None = None, capacity: int | None = None
+    out_dir: str | Path, n_boot: int | None = None, seed: int | None = None, capacity: int | None = None,
+    min_runs: int | None = None,
 ) -> dict[str, Any] | None:
     """``OUT/summary.json`` if it is up to date, else None.
 
@@ -368,6 +415,8 @@ def load_fresh_summary(
     if (n_boot is not None and method.get("n_boot") != n_boot) or (seed is not None and method.get("seed") != seed):
         return None
     if capacity is not None and method.get("sample_capacity") != capacity:
+        return None
+    if min_runs is not None and method.get("min_runs") != min_runs:
         return None
     return summary
 

@@ -9,10 +9,13 @@ in-set data (pooled when there are several in-set datasets):
 - ``faithfulness``: object-mode minus background-mode drop of the true-class probability.
 
 Rule: each column is ranked over all runs (1 = best in that column's better direction;
-ties share the best rank). The "equally accurate" set holds the runs whose accuracy is
-within ``tolerance_pp`` percentage points (default 1) of the best run; accuracy is the
-validation accuracy from ``audit.json`` when every run has one, else the accuracy on the
-audited in-set data. Within that set, each run's overall score is the mean of its ranks
+ties share the best rank). Selection uses VALIDATION data only: the "equally accurate"
+set holds the model runs whose validation accuracy (``best_val_acc`` of the run's
+``run.json``, copied into ``audit.json``) is within ``tolerance_pp`` percentage points
+(default 1) of the best run. The accuracy on the audited (test) data is shown but never
+selects: a run without a validation accuracy gets no overall rank, and when no run has one
+the accuracy filter is skipped (all model runs are ranked, and the reason says so).
+Reference groups (human annotations) are not models and take no part. Within that set, each run's overall score is the mean of its ranks
 (re-ranked within the set) over the salience columns that have values; the overall rank
 orders runs by that score, ties going to the more accurate run. Runs outside the set get
 no overall rank.
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salience_audit.report.summary.families import REFERENCE_GROUPS
 from salience_audit.report.formatting import is_number
 
 #: (column, label, better direction)
@@ -47,22 +51,25 @@ _SOURCES = {
 }
 
 
-def rule_text(tolerance_pp: float, accuracy_source: str) -> str:
+def rule_text(tolerance_pp: float, accuracy_source: str | None) -> str:
     """The selection rule in words, for the report."""
     if accuracy_source == "validation":
-        src = "validation accuracy (audit.json)"
+        first = (f"Runs whose validation accuracy (best_val_acc of run.json) is within {tolerance_pp:g} percentage "
+                 "point(s) of the best run are treated as equally accurate; runs without one get no overall rank. "
+                 "Test accuracy is shown but never used to select.")
     else:
-        src = "accuracy on the audited in-set data"
+        first = ("No run has a validation accuracy (best_val_acc in run.json), so runs are not filtered by accuracy: "
+                 "all model runs are ranked. Test accuracy is shown but never used to select.")
     return (
-        f"Runs whose {src} is within {tolerance_pp:g} percentage point(s) of the best run are treated as equally "
-        "accurate. Each column is ranked over all runs (1 = best; entropy: lower is better, all others: higher). "
+        f"{first} Each column is ranked over all runs (1 = best; entropy: lower is better, all others: higher). "
         "Among the equally accurate runs, the overall rank orders the mean of their ranks (within that set) over "
         "the salience columns entropy, stability, equivariance and faithfulness; ties go to the more accurate run. "
         "Runs outside the set get no overall rank."
     )
 
 
-def _val_accuracy(meta: Mapping[str, Any]) -> float | None:
+def validation_accuracy(meta: Mapping[str, Any]) -> float | None:
+    """A run's validation accuracy in [0, 1] from its ``audit.json`` entry (``best_val_acc`` etc.; percent scaled)."""
     for key in ("val_acc", "val_accuracy", "best_val_acc"):
         value = meta.get(key)
         if is_number(value):
@@ -99,11 +106,13 @@ def selection_table(
     detection = {r["run"]: r for r in detection_per_run if r["dataset"] == dataset}
     rows = []
     for run, group in groups_of_runs.items():
+        if group in REFERENCE_GROUPS:
+            continue
         det = detection.get(run, {})
         row: dict[str, Any] = {
             "run": run,
             "group": group,
-            "val_accuracy": _val_accuracy(runs_meta.get(run) or {}),
+            "val_accuracy": validation_accuracy(runs_meta.get(run) or {}),
             "test_accuracy": det.get("accuracy"),
             "auc": det.get("roc_auc"),
         }
@@ -112,17 +121,25 @@ def selection_table(
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return {"dataset": dataset, "accuracy_source": None, "tolerance_pp": tolerance_pp, "rule": "", "rows": []}
+        return {"dataset": dataset, "accuracy_source": None, "tolerance_pp": tolerance_pp, "rule": "", "rows": [],
+                "selected": None, "reason": "no model runs"}
     frame = frame.astype({c: "float64" for c in frame.columns if c not in ("run", "group")})
-    use_val = frame["val_accuracy"].notna().all()
-    source = "validation" if use_val else "test"
-    frame["accuracy"] = frame["val_accuracy"] if use_val else frame["test_accuracy"]
+    has_val = frame["val_accuracy"].notna()
+    source = "validation" if has_val.any() else None
+    frame["accuracy"] = frame["val_accuracy"]
     directions = {col: better for col, _, better in COLUMNS}
     for col, better in directions.items():
         frame[f"rank_{col}"] = frame[col].rank(ascending=(better == "lower"), method="min", na_option="keep")
     best = frame["accuracy"].max()
     cutoff = best - tolerance_pp / 100.0 - 1e-12
-    frame["equally_accurate"] = (frame["accuracy"] >= cutoff) if np.isfinite(best) else False
+    if source is None:
+        frame["equally_accurate"] = True
+        reason = "no run has a validation accuracy: all model runs ranked, accuracy not used"
+    else:
+        frame["equally_accurate"] = frame["accuracy"] >= cutoff
+        missing = frame.loc[~has_val, "run"].tolist()
+        reason = (f"validation accuracy within {tolerance_pp:g} pp of the best ({best:.4f})"
+                  + (f"; no validation accuracy, not ranked: {', '.join(missing)}" if missing else ""))
     frame["selection_score"] = np.nan
     frame["overall_rank"] = np.nan
     chosen = frame[frame["equally_accurate"]]
@@ -142,6 +159,8 @@ def selection_table(
             order = order[order["score"].notna()]
             frame.loc[order.index, "overall_rank"] = np.arange(1, len(order) + 1, dtype=np.float64)
     frame = frame.sort_values(["overall_rank", "accuracy"], ascending=[True, False], na_position="last")
+    top = frame[frame["overall_rank"] == 1.0]
+    selected = str(top["run"].iloc[0]) if not top.empty else None
     records = frame.to_dict(orient="records")
     for rec in records:
         rec["equally_accurate"] = bool(rec["equally_accurate"])
@@ -150,5 +169,7 @@ def selection_table(
         "accuracy_source": source,
         "tolerance_pp": tolerance_pp,
         "rule": rule_text(tolerance_pp, source),
+        "selected": selected,
+        "reason": reason,
         "rows": records,
     }

@@ -1,0 +1,186 @@
+"""Audit rows and 8-bit maps through forward-only salience against the autograd path.
+
+Two audits of the same runs and images, one with ``salience_path="autograd"`` and one with
+``"auto"`` (forward-only after each run's first-batch check), compared row by row:
+
+- the demo (``salience_audit.demo``: its data, its two families of small CNNs - trained here
+  for ``--demo-epochs`` epochs with ``--demo-seeds`` seeds per family - and its audit settings,
+  every measure);
+- a ResNet-50 audit at 224 px (2 runs with random weights and batch-norm statistics from one
+  batch, ``--resnet-images`` face images, every measure, deletion with 4 steps).
+
+For each: the number of rows, the largest absolute difference of any value (SSIM and every
+other measure), the rows differing by more than 1e-6; and for the clean maps of every run and
+image the 8-bit levels q = floor(255 S) of both paths: equal levels, levels that differ where
+the float maps straddle a level boundary (|S_f - S_a| < 1/255 with floor differing), and any
+other difference.
+
+Run: python benchmarks/compare_salience_paths.py [--doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from salience_audit.audit.config import AuditConfig
+from salience_audit.audit.pipeline import run_audit
+from salience_audit.data.images import load_image
+from salience_audit.models.audit_model import AuditModel, load_run
+from salience_audit.salience.extract import SalienceExtractor
+from salience_audit.salience.normalize import to_uint8_levels
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gpu import write_doc  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+BEGIN, END = "<!-- compare_paths:begin -->", "<!-- compare_paths:end -->"
+KEYS = ["dataset", "path", "group", "run", "measure", "variant"]
+
+
+def read_rows(audit: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    files = sorted(str(p) for p in (audit / "results").glob("*.parquet") if not p.name.startswith("."))
+    rows = pq.read_table(files).to_pandas()
+    for col in rows.columns:
+        if isinstance(rows[col].dtype, pd.CategoricalDtype):
+            rows[col] = rows[col].astype(str)
+    return rows
+
+
+def compare_rows(a: Path, b: Path) -> dict[str, Any]:
+    ra, rb = read_rows(a), read_rows(b)
+    merged = ra.merge(rb, on=KEYS, suffixes=("_a", "_b"), how="outer", indicator=True)
+    both = merged[merged["_merge"] == "both"]
+    va, vb = both["value_a"].to_numpy(np.float64), both["value_b"].to_numpy(np.float64)
+    nan_differs = int((np.isnan(va) != np.isnan(vb)).sum())
+    diff = np.abs(va - vb)
+    diff[np.isnan(diff)] = 0.0
+    ssim = both["measure"].str.contains("ssim").to_numpy()
+    return {
+        "rows": int(len(ra)), "rows_other": int(len(rb)), "unmatched": int((merged["_merge"] != "both").sum()),
+        "nan_pattern_differs": nan_differs, "max_abs_diff": float(diff.max(initial=0.0)),
+        "max_abs_diff_ssim": float(diff[ssim].max(initial=0.0)), "rows_over_1e-6": int((diff > 1e-6).sum()),
+    }
+
+
+def compare_levels(models: list[AuditModel], images: torch.Tensor, method: str = "gradcam") -> dict[str, Any]:
+    equal = straddle = other = 0
+    max_float = 0.0
+    for m in models:
+        fa = SalienceExtractor(m, method, path="autograd")(images).maps
+        ff = SalienceExtractor(m, method, path="forward")(images).maps
+        qa, qf = to_uint8_levels(fa), to_uint8_levels(ff)
+        same = qa == qf
+        close = (fa - ff).abs() < 1.0 / 255
+        equal += int(same.sum())
+        straddle += int((~same & close).sum())
+        other += int((~same & ~close).sum())
+        max_float = max(max_float, float((fa - ff).abs().max()))
+    return {"map_cells": equal + straddle + other, "levels_equal": equal, "levels_straddle": straddle,
+            "levels_other": other, "max_abs_map_diff": max_float}
+
+
+def demo_case(root: Path, seeds: int, epochs: int) -> dict[str, Any]:
+    from salience_audit.data.demo import build_demo_data
+    from salience_audit.data.manifest import read_manifest
+    from salience_audit.demo import DemoSettings, _as_dataset, _train_family
+
+    data = build_demo_data(root / "data")
+    samples = read_manifest(data.manifest)
+    train = [s for s in samples if s.split == "train"]
+    test = [s for s in samples if s.split == "test"]
+    ood = read_manifest(data.out_of_set_manifest)
+    settings = replace(DemoSettings(), seeds=seeds, epochs=epochs)
+    groups = {loss: _train_family(loss, settings, train, test, root / "runs", False) for loss in ("xent", "cyborg")}
+    datasets = {"demo-test": [_as_dataset(s, "demo-test") for s in test],
+                "non-faces": [_as_dataset(s, "non-faces") for s in ood]}
+    base = AuditConfig(method="gradcam", measures=("entropy", "noise", "transforms", "stability", "degradation",
+                                                    "deletion", "human"),
+                       batch_size=settings.audit_batch_size, shard_size=256, device="cpu")
+    for path in ("autograd", "auto"):
+        run_audit(groups, datasets, root / f"audit-{path}", config=replace(base, salience_path=path),
+                  ood_datasets=["non-faces"], progress=False, report=False)
+    models = [load_run(r).eval() for runs in groups.values() for r in runs]
+    images = torch.stack([load_image(s.path, 64) for s in test + ood])
+    return {"case": f"demo ({len(test)} test + {len(ood)} out-of-set images, {2 * seeds} runs, {epochs} epochs)",
+            **compare_rows(root / "audit-autograd", root / "audit-auto"), **compare_levels(models, images)}
+
+
+def resnet_case(root: Path, n_images: int) -> dict[str, Any]:
+    from PIL import Image
+
+    from salience_audit.data.sample import Sample
+
+    from bench_gpu import calibrated_models, faces
+
+    x = faces(n_images, 224)
+    samples = []
+    for i in range(n_images):
+        p = root / f"face{i:02d}.png"
+        Image.fromarray((x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(p)
+        samples.append(Sample(path=str(p), label=i % 2, dataset="faces"))
+    models = calibrated_models("resnet50", 2, 224, torch.device("cpu"))
+    base = AuditConfig(measures=("entropy", "noise", "transforms", "stability", "degradation", "deletion"),
+                       batch_size=8, device="cpu", deletion_steps=4, gallery_size=1)
+    for path in ("autograd", "auto"):
+        run_audit({"g": models}, {"faces": samples}, root / f"audit-{path}", config=replace(base, salience_path=path),
+                  progress=False, report=False)
+    images = torch.stack([load_image(s.path, 224) for s in samples])
+    return {"case": f"ResNet-50 at 224 px ({n_images} images, 2 runs, random weights)",
+            **compare_rows(root / "audit-autograd", root / "audit-auto"), **compare_levels(models, images)}
+
+
+def markdown(cases: list[dict[str, Any]], command: str) -> str:
+    lines = [BEGIN, "", f"Command: `{command}`", "",
+             "| audit | rows | unmatched rows | max abs difference (all rows) | max abs difference (SSIM rows) | "
+             "rows differing > 1e-6 | map cells | 8-bit levels equal | differing at a level boundary | "
+             "other differences | max abs map difference |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in cases:
+        lines.append(f"| {c['case']} | {c['rows']} | {c['unmatched']} | {c['max_abs_diff']:.3g} | "
+                     f"{c['max_abs_diff_ssim']:.3g} | {c['rows_over_1e-6']} | {c['map_cells']} | {c['levels_equal']} | "
+                     f"{c['levels_straddle']} | {c['levels_other']} | {c['max_abs_map_diff']:.3g} |")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo-seeds", type=int, default=2)
+    parser.add_argument("--demo-epochs", type=int, default=3)
+    parser.add_argument("--resnet-images", type=int, default=4)
+    parser.add_argument("--doc", action="store_true")
+    parser.add_argument("--out", default=str(HERE / "results" / "salience_paths.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cases = []
+    with tempfile.TemporaryDirectory(prefix="compare-paths-") as tmp:
+        cases.append(demo_case(Path(tmp) / "demo", args.demo_seeds, args.demo_epochs))
+        print(json.dumps(cases[-1]), flush=True)
+        if args.resnet_images > 0:
+            (Path(tmp) / "resnet").mkdir()
+            cases.append(resnet_case(Path(tmp) / "resnet", args.resnet_images))
+            print(json.dumps(cases[-1]), flush=True)
+    command = "python benchmarks/compare_salience_paths.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(cases, indent=1) + "\n", encoding="utf-8")
+    section = markdown(cases, command.strip())
+    print(section)
+    if args.doc:
+        write_doc(section, BEGIN, END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
