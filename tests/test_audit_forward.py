@@ -24,9 +24,14 @@ def test_batch_size_auto_on_cpu_and_gallery_of_shown_runs(tmp_path: Path) -> Non
     assert meta["config"]["batch_size"] == CPU_AUTO_BATCH and meta["batch_size_auto"] is True
     assert meta["config"]["salience_path"] == "auto"
     gallery = np.load(tmp_path / "audit" / "gallery.npz")
-    # Only the runs the report shows (the first of each group) are re-explained, on the images shown.
-    assert list(gallery["runs"]) == [runs[0].name for runs in groups.values()]
-    assert gallery["maps"].shape[:2] == (len(groups), len(gallery["paths"]))
+    # Only the runs the report shows (the first two of each group) are re-explained, on the images shown.
+    from salience_audit.audit.gallery import RUNS_SHOWN_PER_GROUP
+    from salience_audit.report.render.gallery import RUNS_PER_GROUP
+
+    assert RUNS_SHOWN_PER_GROUP == RUNS_PER_GROUP
+    shown = [r.name for runs in groups.values() for r in runs[:RUNS_SHOWN_PER_GROUP]]
+    assert list(gallery["runs"]) == shown
+    assert gallery["maps"].shape[:2] == (len(shown), len(gallery["paths"]))
     assert worker._MODEL_CACHE == {}  # no run stays loaded after the audit
 
 

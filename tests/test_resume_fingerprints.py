@@ -203,6 +203,8 @@ def test_report_refuses_a_hand_made_shard_and_warns_on_missing_ones(base, tmp_pa
     assert code == 0, err
     assert f"salience-audit: warning: incomplete: {results} holds 10 of 12 images (image x group slots); " in err
     assert "1 shard file(s) missing" in err
+    html = (root / "out" / "report" / "index.html").read_text()
+    assert "Incomplete results: they hold 10 of 12 images (image x group slots); 1 shard file(s) are missing." in html
 
 
 # ----------------------------------------------------------------------------- one writer

@@ -311,7 +311,7 @@ def run_map_shard(
         )
         auditor.process_maps(batch, maps, rows)
     side = {**map_sum_side(auditor, shard.dataset), **rejected_side(rejected)}
-    ResultStore(out_dir).write_shard(shard.id, rows, side)
+    ResultStore(out_dir).write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
 
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from salience_audit.errors import InputError
+from salience_audit.progress import progress_bar
 from salience_audit.results.fingerprint import AUDIT_ID_KEY, FINGERPRINT_KEY, read_stamp
 from salience_audit.results.schema import CORE_COLUMNS, CORE_STRING_COLUMNS, PAIR_SEPARATOR
 from salience_audit.results.store import ResultStore
@@ -158,19 +159,33 @@ def result_files(out_dir: str | Path) -> list[Path]:
         return files
     for path in files:
         _check_shard(path, listed.get(path.stem), audit_id)
-    present = {p.stem for p in files}
-    missing = [sid for sid in listed if sid not in present]
-    if missing:
-        total = sum(int(v.get("images", 0)) for v in listed.values() if isinstance(v, dict))
-        have = total - sum(int(listed[sid].get("images", 0)) for sid in missing if isinstance(listed[sid], dict))
+    coverage = shard_coverage(out_dir)
+    if coverage is not None and coverage["missing"]:
+        missing = coverage["missing"]
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         warnings.warn(
-            f"incomplete: {Path(out_dir) / 'results'} holds {have} of {total} images (image x group slots); "
-            f"{len(missing)} shard file(s) missing ({shown}). Run the audit command again to compute them; "
+            f"incomplete: {Path(out_dir) / 'results'} holds {coverage['images']} of {coverage['of']} images (image x "
+            f"group slots); {len(missing)} shard file(s) missing ({shown}). Run the audit command again to compute them; "
             "until then the numbers cover only the images present",
             stacklevel=1,  # one place: said once per command even when several readers list the files
         )
     return files
+
+
+def shard_coverage(out_dir: str | Path) -> dict[str, Any] | None:
+    """``{"images": present, "of": listed, "missing": [shard ids]}`` of the shards ``audit.json`` lists.
+
+    Images count image x group slots (an image audited by two groups counts twice). None
+    when ``audit.json`` lists no shards (older versions, hand-made folders).
+    """
+    listed = load_audit_meta(out_dir).get("shards")
+    if not isinstance(listed, dict):
+        return None
+    present = {p.stem for p in ResultStore(out_dir).shard_files()}
+    size = {sid: int(v.get("images", 0)) if isinstance(v, dict) else 0 for sid, v in listed.items()}
+    missing = [sid for sid in listed if sid not in present]
+    total = sum(size.values())
+    return {"images": total - sum(size[sid] for sid in missing), "of": total, "missing": missing}
 
 
 def _check_shard(path: Path, entry: Any, audit_id: str) -> None:
@@ -354,7 +369,10 @@ def iter_result_chunks(
     ``measures`` keeps only those measures' rows (a pyarrow filter).
     """
     filters = [("measure", "in", list(measures))] if measures else None
-    for unit in plan_units(result_files(out_dir)):
+    files = result_files(out_dir)
+    bar = progress_bar(total=len(files), desc="reading results", unit="shard", leave=False)  # closed when done/dropped
+    for unit in plan_units(files):
+        bar.update(len(unit))
         if len(unit) == 1:
             table = read_shard(unit[0], filters)
         else:
@@ -366,3 +384,4 @@ def iter_result_chunks(
         for a, b in itertools.pairwise(bounds):
             yield table_rows(table.slice(a, b - a))
         del table
+    bar.close()

@@ -208,6 +208,12 @@ def overview_section(summary: Summary, figs: _Figures | None = None) -> Section:
         blocks.append(Paragraph("No group was recognised as salience-guided or plain (from the runs' 'loss', "
                                 "'family' or 'alpha' metadata or the group names), so the study's directions are "
                                 "shown but not checked.", "note"))
+    incomplete = (summary.get("audit") or {}).get("incomplete")
+    if isinstance(incomplete, dict):
+        blocks.append(Paragraph(f"Incomplete results: they hold {incomplete.get('images')} of {incomplete.get('of')} "
+                                f"images (image x group slots); {incomplete.get('missing_shards')} shard file(s) "
+                                "are missing. Every number below covers only the images present; run the audit "
+                                "command again to compute the rest.", "note"))
     n_rejected = (summary.get("audit") or {}).get("rejected")
     if isinstance(n_rejected, int) and n_rejected > 0:
         blocks.append(Paragraph(f"{n_rejected} image(s) could not be used (unreadable files, or models giving "

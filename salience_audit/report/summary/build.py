@@ -65,6 +65,7 @@ from salience_audit.results.reader import (
     load_mean_maps,
     load_results,
     normalize_rows,
+    shard_coverage,
 )
 
 __all__ = [
@@ -195,7 +196,8 @@ def _audit_block(audit_meta: Mapping[str, Any], roles: Mapping[str, str], acc: A
         n_rows = acc.n_images(name)
         datasets[name] = {"role": role, "n": meta.get("n", n_rows), "n_in_results": n_rows}
     keep = ("version", "created", "command", "method", "measures", "groups", "runs", "noise_levels",
-            "transform_variants", "input_size", "map_size", "rejected", "compare_with", "skipped_measures")
+            "transform_variants", "input_size", "map_size", "rejected", "compare_with", "skipped_measures",
+            "incomplete")
     block = {k: audit_meta[k] for k in keep if k in audit_meta}
     block["profile"] = profile_of(audit_meta)
     block["datasets"] = datasets
@@ -376,6 +378,10 @@ def summarize_folder(
     """The summary dict of the audit in ``out_dir``, computed in bounded memory (see :func:`write_summary`)."""
     out_dir = Path(out_dir)
     meta = load_audit_meta(out_dir)
+    coverage = shard_coverage(out_dir)
+    if coverage is not None and coverage["missing"]:  # said in the report, not only on the terminal
+        meta = {**meta, "incomplete": {"images": coverage["images"], "of": coverage["of"],
+                                       "missing_shards": len(coverage["missing"])}}
     acc = folder_accumulator(out_dir, meta, seed=seed, capacity=capacity)
     return summary_from_accumulator(acc, meta, n_boot=n_boot, seed=seed, mean_maps=load_mean_maps(out_dir),
                                     min_runs=min_runs)
