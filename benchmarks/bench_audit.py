@@ -2,18 +2,23 @@
 
 What each part measures (all on CPU, in this process unless said otherwise):
 
-(a) Throughput: images per second of ``BatchAuditor.process`` with one measure switched on,
-    on image batches already in memory (no decoding), for ResNet-50 at 224 px and the demo's
-    small CNN at 64 px (random initialisation: the cost does not depend on the weights).
-    Measures that compare runs (stability) use a group of 2 runs, the others 1 run.
+(a) Throughput: images per second of each measure's function (``sa.measures.entropy``,
+    ``noise_reaction``, ``equivariance``, ``stability``, ``degradation``: the same code the
+    audit's batch loop runs for that measure, clean pass included) on image batches already in
+    memory (no decoding), for ResNet-50 at 224 px and the demo's small CNN at 64 px (random
+    initialisation: the cost does not depend on the weights). Stability uses 2 runs, the others 1.
 (b) Model-pass efficiency: the time of the bare Grad-CAM passes the measure needs (forward
     with a hook on the CAM layer + ``autograd.grad`` of the target logit to that layer, in
     plain PyTorch, same batches, same batch size) divided by the time the measure takes in
     (a). 1.0 means the pipeline adds nothing to the model passes. Passes per image and run:
     entropy 1, noise 1 + 7 levels, transforms 13, degradation 1 + 2 modes, stability 1 per run.
 (c) Peak memory: ``VmHWM`` (peak resident set) of a fresh subprocess running a whole
-    ``run_audit`` (entropy + stability, 2 small-CNN runs, 64 px PNG files, results written)
-    for two dataset sizes; and of a subprocess summarising those results (``write_summary``).
+    ``sa.run_audit`` (entropy + stability, 2 small-CNN runs, 64 px PNG files, results written)
+    for two dataset sizes; and of a subprocess summarising those results
+    (``salience-audit report``: summary and report).
+(e) Before / after (``--baseline DIR``, a checkout of an earlier version): the same whole
+    audits (small CNN and ResNet-50, 2 runs, the default measures) run by the earlier package
+    and by this one, in alternating fresh subprocesses, with the rows of both compared.
 (d) Quantus (if installed): its ``Complexity`` (entropy of |a| / sum |a|) against our spatial
     entropy on the same model, images and maps, and its ``PixelFlipping`` / ``RegionPerturbation``
     against our deletion curves and guided degradation, with the throughput ratio.
@@ -47,13 +52,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
-from salience_audit.audit.config import AuditConfig
-from salience_audit.measures import deletion, entropy
-from salience_audit.models.audit_model import AuditModel
-from salience_audit.results.schema import RowBuffer
-from salience_audit.salience.extract import SalienceExtractor
-from salience_audit.salience.normalize import to_uint8_levels, upscale
+import salience_audit as sa
+from salience_audit import AuditConfig, AuditModel, SalienceExtractor
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "audit.json"
@@ -155,18 +155,21 @@ def bare_gradcam_passes(model: AuditModel, x: Tensor, passes: int) -> None:
         handle.remove()
 
 
-def pipeline_pass(auditor: BatchAuditor, x: Tensor, offset: int) -> RowBuffer:
-    """The measure through our pipeline: ``BatchAuditor.process`` on one batch."""
-    rows = RowBuffer()
-    n = x.shape[0]
-    batch = BatchInput(
-        images=x,
-        labels=torch.arange(n, dtype=torch.int64) % 2,
-        indices=np.arange(offset, offset + n),
-        paths=[f"img{offset + i}" for i in range(n)],
-    )
-    auditor.process(batch, rows, torch.Generator().manual_seed(offset))
-    return rows
+def measure_pass(measure: str, explainers: list[SalienceExtractor], x: Tensor, offset: int) -> Any:
+    """One measure on one batch through its public function (clean pass included), as the audit runs it."""
+    labels = torch.arange(offset, offset + x.shape[0], dtype=torch.int64) % 2
+    explainer = explainers[0]
+    if measure == "entropy":
+        return sa.measures.entropy(explainer(x).maps)
+    if measure == "noise":
+        return sa.measures.noise_reaction(explainer, x, labels=labels, generator=torch.Generator().manual_seed(offset))
+    if measure == "transforms":
+        return sa.measures.equivariance(explainer, x)
+    if measure == "stability":
+        return sa.measures.stability([e(x).maps for e in explainers])
+    if measure == "degradation":
+        return sa.measures.degradation(explainer, x, labels)
+    raise ValueError(f"no benchmark for measure {measure!r}")
 
 
 def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -177,11 +180,9 @@ def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[st
     out = []
     for measure in measures:
         runs = group if measure == "stability" else group[:1]
-        config = AuditConfig(measures=(measure,), batch_size=batch_size, device="cpu")
-        extractors = [RunExtractor(m.name, SalienceExtractor(m, "gradcam")) for m in runs]
-        auditor = BatchAuditor(extractors, config, "bench", "g", size)
+        explainers = [SalienceExtractor(m, "gradcam") for m in runs]
         # Warm-up on 2 images (hooks, cached operators, kernels), not timed.
-        pipeline_pass(auditor, x[:2], 0)
+        measure_pass(measure, explainers, x[:2], 0)
         for m in runs:
             bare_gradcam_passes(m, x[:2], 1)
         bare, ours = Clock(), Clock()
@@ -190,20 +191,7 @@ def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[st
                 for m in runs:
                     bare_gradcam_passes(m, xb, PASSES[measure])
             with ours.run():
-                pipeline_pass(auditor, xb, k * batch_size)
-        mandated = Clock()
-        if measure == "transforms":
-            # The SSIM work the definition requires (12 equivariance + 12 invariance SSIMs per image at
-            # input resolution, on upscaled 8-bit maps), timed alone on maps of the right shape.
-            variants = [v for v in auditor.variants if v.name != "identity"]
-            gen = torch.Generator().manual_seed(0)
-            h, w = extractors[0].extractor(x[:1]).maps.shape[-2:]
-            for xb in batches(x, batch_size):
-                b = xb.shape[0]
-                small_maps = torch.rand((len(variants) + 1) * b, h, w, generator=gen)
-                with mandated.run():
-                    q = to_uint8_levels(upscale(small_maps, size))
-                    BatchAuditor._transform_ssims(q[:b], q[b:], variants)
+                measure_pass(measure, explainers, xb, k * batch_size)
         row = {
             "arch": arch,
             "input": size,
@@ -220,9 +208,6 @@ def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[st
             "efficiency": bare.wall / ours.wall,
             "efficiency_cpu": bare.cpu / ours.cpu,
         }
-        if mandated.wall > 0:
-            row["mandated_ssim_s"] = mandated.wall
-            row["efficiency_bound"] = bare.wall / (bare.wall + mandated.wall)
         print(
             f"  {arch:10s} {measure:12s} {row['images_per_s']:8.2f} img/s  "
             f"efficiency {row['efficiency']:.2f} (cpu {row['efficiency_cpu']:.2f})",
@@ -277,28 +262,26 @@ def make_image_set(folder: Path, n: int, size: int = 64, distinct: int = 200) ->
 
 def memory_child(manifest: str, out: str) -> dict[str, Any]:
     """Run in a fresh process: a whole audit of ``manifest`` (entropy + stability, 2 small CNNs)."""
-    from salience_audit.audit.pipeline import run_audit
-    from salience_audit.data.manifest import read_manifest
-
     group = models("small_cnn", 2)
     rss0 = _vmrss_kb()
     t0 = time.perf_counter()
-    samples = read_manifest(manifest)
+    samples = sa.read_manifest(manifest)
     config = AuditConfig(measures=("entropy", "stability"), batch_size=64, shard_size=1024, device="cpu", gallery_size=1)
-    run_audit({"g": group}, {"generated": samples}, out, config, progress=False, report=False)
+    sa.run_audit({"g": group}, {"generated": samples}, out, config, progress=False, report=False)
     return {"images": len(samples), "seconds": time.perf_counter() - t0, "rss_after_imports_kb": rss0, "vmhwm_kb": _vmhwm_kb()}
 
 
 def summary_child(out: str) -> dict[str, Any]:
-    """Run in a fresh process: ``write_summary`` of a finished audit (how the report reads rows)."""
+    """Run in a fresh process: ``salience-audit report`` of a finished audit (summary + report; how the rows are read)."""
     import pyarrow.parquet as pq
 
-    from salience_audit.report.summary.build import write_summary
+    from salience_audit.cli import main as cli_main
 
     rss0 = _vmrss_kb()
     rows = sum(pq.read_metadata(p).num_rows for p in Path(out, "results").glob("*.parquet"))
     t0 = time.perf_counter()
-    write_summary(out, n_boot=200)
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli_main(["report", out])
     return {"rows": rows, "seconds": time.perf_counter() - t0, "rss_after_imports_kb": rss0, "vmhwm_kb": _vmhwm_kb()}
 
 
@@ -333,20 +316,11 @@ def bench_memory(sizes: list[int], workdir: Path) -> list[dict[str, Any]]:
 
 def trained_small_cnn(workdir: Path, epochs: int = 3) -> AuditModel:
     """A small CNN trained briefly on the demo data (its scores vary with the input, unlike a random one)."""
-    from salience_audit.data.demo import build_demo_data
-    from salience_audit.data.manifest import read_manifest
-    from salience_audit.models.audit_model import load_run
-    from salience_audit.training.config import TrainConfig
-    from salience_audit.training.trainer import train_run
+    from salience_audit.cli import main as cli_main
 
-    data = build_demo_data(workdir / "data")
-    samples = read_manifest(data.manifest)
-    train = [s for s in samples if s.split == "train"]
-    val = [s for s in samples if s.split == "test"]
-    config = TrainConfig(arch="small_cnn", loss="xent", epochs=epochs, lr=0.01, weights=None, device="cpu", seed=0)
-    run_dir = workdir / "small_cnn-xent-seed0"
-    train_run(config, train, val, run_dir, progress=False)
-    return load_run(run_dir).eval()
+    with contextlib.redirect_stdout(io.StringIO()):  # the demo: demo data, 1 + 1 runs, a small audit
+        cli_main(["demo", "--out", str(workdir / "demo"), "--seeds", "2", "--epochs", str(epochs), "--quiet"])
+    return sa.load_run(workdir / "demo" / "runs" / "small_cnn-xent-seed0").eval()
 
 
 def bench_quantus(
@@ -372,7 +346,7 @@ def bench_quantus(
     outs = [extractor(xb) for xb in batches(x, batch_size)]
     maps = torch.cat([o.maps for o in outs])
     target = torch.cat([o.target for o in outs])
-    maps_up = upscale(maps, size)
+    maps_up = torch.nn.functional.interpolate(maps[:, None], size=(size, size), mode="bicubic", align_corners=False)[:, 0].clamp(0, 1)
     x_np, y_np = x.numpy(), target.numpy()
     # Quantus checks features_in_step against the attribution's shape: give it one map per channel.
     a_np = maps_up[:, None].expand(-1, 3, -1, -1).numpy().astype(np.float32)
@@ -396,7 +370,7 @@ def bench_quantus(
     # Complexity: the metric alone, on the same upscaled maps.
     complexity = quantus.Complexity(**quiet)
     q_vals, q_s = timed(lambda: complexity(model=model, x_batch=x_np, y_batch=y_np, a_batch=a1_np.copy(), device="cpu", batch_size=batch_size, channel_first=True))
-    ours_vals, o_s = timed(lambda: entropy.spatial_entropy(maps_up))
+    ours_vals, o_s = timed(lambda: sa.measures.entropy(maps_up)["spatial_entropy"])
     ours_nat = ours_vals.double().numpy() * np.log(size * size)  # ours is normalised by log2(HW); Quantus: nats
     res["complexity_metric_only"] = {
         "ours_s": o_s,
@@ -408,12 +382,11 @@ def bench_quantus(
     # Complexity end to end (maps computed too): Quantus calls our Grad-CAM as its explain_func.
     def explain(model: Any, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> np.ndarray:
         out = extractor(torch.from_numpy(np.asarray(inputs, dtype=np.float32)), target=torch.as_tensor(targets))
-        return upscale(out.maps, size)[:, None].numpy()
+        return torch.nn.functional.interpolate(out.maps[:, None], size=(size, size), mode="bicubic",
+                                               align_corners=False).clamp(0, 1).numpy()
 
     _, q_e2e = timed(lambda: complexity(model=model, x_batch=x_np, y_batch=y_np, explain_func=explain, device="cpu", batch_size=batch_size, channel_first=True))
-    config = AuditConfig(measures=("entropy",), batch_size=batch_size, device="cpu")
-    auditor = BatchAuditor([RunExtractor(model.name, extractor)], config, "bench", "g", size)
-    _, o_e2e = timed(lambda: [pipeline_pass(auditor, xb, i * batch_size) for i, xb in enumerate(batches(x, batch_size))])
+    _, o_e2e = timed(lambda: [measure_pass("entropy", [extractor], xb, i * batch_size) for i, xb in enumerate(batches(x, batch_size))])
     res["complexity_end_to_end"] = {"ours_s": o_e2e, "quantus_s": q_e2e, "ratio": q_e2e / o_e2e}
 
     # PixelFlipping (deletion with a black baseline, flip_steps steps) against our deletion curves.
@@ -421,20 +394,8 @@ def bench_quantus(
     n_features = 3 * size * size
     flipping = quantus.PixelFlipping(features_in_step=n_features // flip_steps, perturb_baseline=0.0, **quiet)
     q_curves, q_pf = timed(lambda: flipping(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np.copy(), device="cpu", batch_size=batch_size, channel_first=True, softmax=True))
-    tgt = target.view(-1, 1)
-
     def ours_deletion() -> list[dict[str, Tensor]]:
-        curves = []
-        for i, (xb, mb) in enumerate(zip(batches(x, batch_size), batches(maps_up, batch_size))):
-            tb = tgt[i * batch_size : i * batch_size + xb.shape[0]]
-
-            @torch.no_grad()
-            def score(images: Tensor, tb: Tensor = tb) -> Tensor:
-                probs = torch.softmax(model(images).float(), dim=1)
-                return probs.gather(1, tb.repeat(images.shape[0] // tb.shape[0], 1)).squeeze(1)
-
-            curves.append(deletion.deletion_insertion_curves(score, xb, mb, steps=flip_steps, baseline="zero"))
-        return curves
+        return [sa.measures.deletion(extractor, xb, steps=flip_steps, baseline="zero") for xb in batches(x, batch_size)]
 
     o_curves, o_pf = timed(ours_deletion)
     ours_del = torch.cat([c["deletion"] for c in o_curves])[:, 1:].numpy()
@@ -452,16 +413,14 @@ def bench_quantus(
     }
 
     # Our guided degradation (measure (e): clean + background + object passes) on the same images.
-    config = AuditConfig(measures=("degradation",), batch_size=batch_size, device="cpu")
-    auditor = BatchAuditor([RunExtractor(model.name, extractor)], config, "bench", "g", size)
-    _, o_deg = timed(lambda: [pipeline_pass(auditor, xb, i * batch_size) for i, xb in enumerate(batches(x, batch_size))])
+    _, o_deg = timed(lambda: [measure_pass("degradation", [extractor], xb, i * batch_size) for i, xb in enumerate(batches(x, batch_size))])
     res["guided_degradation_s"] = o_deg
 
     if region_images > 0:
         k = min(region_images, n_images)
         perturbation = quantus.RegionPerturbation(**quiet)  # defaults: 8 px patches, 100 regions, most relevant first
         _, q_rp = timed(lambda: perturbation(model=model, x_batch=x_np[:k], y_batch=y_np[:k], a_batch=a_np[:k].copy(), device="cpu", batch_size=batch_size, channel_first=True, softmax=True))
-        _, o_deg_k = timed(lambda: [pipeline_pass(auditor, xb, i * batch_size) for i, xb in enumerate(batches(x[:k], batch_size))])
+        _, o_deg_k = timed(lambda: [measure_pass("degradation", [extractor], xb, i * batch_size) for i, xb in enumerate(batches(x[:k], batch_size))])
         regions = min(100, (size // 8) ** 2)
         res["region_perturbation"] = {
             "images": k,
@@ -473,6 +432,86 @@ def bench_quantus(
     res["pixel_flipping"]["ratio_vs_guided_degradation"] = q_pf / o_deg
     print(f"  quantus {arch}: " + json.dumps({k: v for k, v in res.items() if isinstance(v, dict)}, default=float)[:400], flush=True)
     return res
+
+
+# ----------------------------------------------------------------------------- (e) before / after
+
+VERSION_CHILD = r"""
+import json, sys, time
+import torch
+torch.set_num_threads(1)
+arch, manifest, out, n_runs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+import salience_audit as sa
+try:  # this version's public surface
+    run_audit, AuditConfig, AuditModel, read_manifest = sa.run_audit, sa.AuditConfig, sa.AuditModel, sa.read_manifest
+except AttributeError:  # an earlier version without one: the same functions where they lived
+    from salience_audit.audit.config import AuditConfig
+    from salience_audit.audit.pipeline import run_audit
+    from salience_audit.data.manifest import read_manifest
+    from salience_audit.models.audit_model import AuditModel
+models = []
+for k in range(n_runs):
+    torch.manual_seed(k)
+    models.append(AuditModel.from_arch(arch, weights=None, name=f"{arch}-seed{k}").eval())
+samples = read_manifest(manifest)
+config = AuditConfig(batch_size=batch, shard_size=4096, device="cpu", gallery_size=1)
+t0, c0 = time.perf_counter(), time.process_time()
+run_audit({"g": models}, {"bench": samples}, out, config, progress=False, report=False)
+print(json.dumps({"package": sa.__file__, "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}))
+"""
+
+
+def _version_run(package_root: Path, arch: str, manifest: Path, out: Path, batch: int) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(package_root), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", VERSION_CHILD, arch, str(manifest), str(out), "2", str(batch)],
+                          capture_output=True, text=True, check=False, env=env, cwd=str(out.parent))
+    if proc.returncode != 0:
+        raise RuntimeError(f"{package_root}: audit failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _rows(out: Path) -> Any:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    files = sorted(p for p in (out / "results").glob("*.parquet") if not p.name.startswith("."))
+    frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    return frame.sort_values(["dataset", "index", "group", "run", "measure", "variant"], kind="mergesort").reset_index(drop=True)
+
+
+def bench_versions(baseline: Path, workloads: list[tuple[str, int, int]], reps: int, workdir: Path) -> list[dict[str, Any]]:
+    """(e) The same whole audits (default measures, 2 runs) by the baseline package and by this one, alternating."""
+    import numpy as np_
+
+    current = HERE.parent
+    out = []
+    for arch, n_images, batch in workloads:
+        size = 64 if arch == "small_cnn" else 224
+        manifest = make_image_set(workdir / f"{arch}-{size}", n_images, size=size, distinct=min(n_images, 200))
+        times: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
+        for k in range(reps):
+            for label, root in (("baseline", baseline), ("current", current)):
+                folder = workdir / f"{arch}-{label}-{k}"
+                times[label].append(_version_run(root, arch, manifest, folder, batch))
+        a, b = _rows(workdir / f"{arch}-baseline-0"), _rows(workdir / f"{arch}-current-0")
+        same_rows = list(a.columns) == list(b.columns) and len(a) == len(b) and bool(
+            (a[["measure", "variant", "run", "index"]].to_numpy() == b[["measure", "variant", "run", "index"]].to_numpy()).all())
+        diff = float(np_.nanmax(np_.abs(a["value"].to_numpy() - b["value"].to_numpy()))) if same_rows else float("nan")
+        med = {k: float(np_.median([t["seconds"] for t in v])) for k, v in times.items()}
+        med_cpu = {k: float(np_.median([t["cpu_s"] for t in v])) for k, v in times.items()}
+        row = {
+            "arch": arch, "input": size, "images": n_images, "batch": batch, "runs": 2, "reps": reps,
+            "baseline_s": med["baseline"], "current_s": med["current"],
+            "baseline_cpu_s": med_cpu["baseline"], "current_cpu_s": med_cpu["current"],
+            "speed_ratio": med["baseline"] / med["current"], "speed_ratio_cpu": med_cpu["baseline"] / med_cpu["current"],
+            "all_times_s": {k: [round(t["seconds"], 2) for t in v] for k, v in times.items()},
+            "same_rows": same_rows, "max_abs_diff": diff,
+        }
+        print(f"  {arch:10s} baseline {med['baseline']:.1f} s, current {med['current']:.1f} s, "
+              f"ratio {row['speed_ratio']:.3f} (cpu {row['speed_ratio_cpu']:.3f}); same rows {same_rows}, max diff {diff:.3g}",
+              flush=True)
+        out.append(row)
+    return out
 
 
 # ----------------------------------------------------------------------------- report
@@ -496,23 +535,39 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         "### (a) Throughput and (b) model-pass efficiency per measure",
         "",
-        "Images per second of `BatchAuditor.process` with only that measure on (images already in memory). "
+        "Images per second of the measure's public function (`sa.measures.*`, the code the audit's batch loop runs "
+        "for it, clean pass included; images already in memory). "
         "Efficiency = time of the bare Grad-CAM passes the measure needs (plain PyTorch forward + "
-        "`autograd.grad` to the CAM layer, same batches) / time through our pipeline; CPU = the same ratio in process CPU time. "
-        "Bound (transforms): bare passes / (bare passes + the 24 input-resolution SSIMs per image that the definition "
-        "requires, timed alone with our SSIM code: summed-area tables, exact integer window sums, float64 formula as scikit-image) - "
-        "the highest efficiency reachable without a faster SSIM.",
+        "`autograd.grad` to the CAM layer, same batches) / time of the measure; CPU = the same ratio in process CPU time.",
         "",
-        "| model | input | measure | runs | passes / image / run | images | batch | images/s | pipeline s | bare passes s | efficiency | efficiency (CPU) | bound set by the definition |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | input | measure | runs | passes / image / run | images | batch | images/s | measure s | bare passes s | efficiency | efficiency (CPU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["measures"]:
         lines.append(
             f"| {r['arch']} | {r['input']} | {r['measure']} | {r['runs']} | {r['passes_per_image_run']} | {r['images']} | "
             f"{r['batch']} | {_f(r['images_per_s'])} | {_f(r['pipeline_s'])} | {_f(r['bare_s'])} | "
-            f"{_f(r['efficiency'])} | {_f(r['efficiency_cpu'])} | "
-            + (f"{_f(r['efficiency_bound'])} (SSIMs alone {_f(r['mandated_ssim_s'])} s) |" if "efficiency_bound" in r else "- |")
+            f"{_f(r['efficiency'])} | {_f(r['efficiency_cpu'])} |"
         )
+    if result.get("versions"):
+        v = result["versions"]
+        lines += [
+            "",
+            "### (e) Before / after: whole audits by the earlier version and by this one",
+            "",
+            f"Baseline package: `{v['baseline']}`. The same `run_audit` (default measures, 2 randomly initialised runs, "
+            "PNG files, results written, no report) in alternating fresh processes with one torch thread; medians. "
+            "Speed ratio = baseline time / current time (above 1: the current version is faster). The machine is shared, "
+            "so only the ratio of runs made side by side means something.",
+            "",
+            "| model | input | images | audits per version | baseline s | current s | speed ratio | speed ratio (CPU) | same rows | max abs diff |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in v["rows"]:
+            lines.append(
+                f"| {r['arch']} | {r['input']} | {r['images']} | {r['reps']} | {_f(r['baseline_s'])} | {_f(r['current_s'])} | "
+                f"{_f(r['speed_ratio'], 3)} | {_f(r['speed_ratio_cpu'], 3)} | {'yes' if r['same_rows'] else 'NO'} | {r['max_abs_diff']:.3g} |"
+            )
     if result.get("memory"):
         lines += [
             "",
@@ -603,8 +658,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-sizes", default="1000,10000,100000")
     parser.add_argument("--region-images", type=int, default=4,
                         help="ResNet-50 images for Quantus RegionPerturbation (100 model evaluations each)")
-    parser.add_argument("--parts", default="abcd", help="which parts to run: a/b (measures), c (memory), d (Quantus)")
+    parser.add_argument("--parts", default="abcd", help="which parts to run: a/b (measures), c (memory), d (Quantus), e (before/after, needs --baseline)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--baseline", type=Path, help="(e): a checkout of an earlier version to compare whole audits with "
+                        "(e.g. git worktree add /tmp/base 6aaee52)")
+    parser.add_argument("--version-reps", type=int, default=3, help="(e): audits per version and workload")
+    parser.add_argument("--version-small-images", type=int, default=64)
+    parser.add_argument("--version-resnet-images", type=int, default=4)
     parser.add_argument("--memory-child", nargs=2, metavar=("MANIFEST", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--summary-child", metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -643,6 +703,16 @@ def main(argv: list[str] | None = None) -> int:
             bench_quantus("small_cnn", args.small_images, 32, 12, region_images=args.small_images, model=small),
             bench_quantus("resnet50", max(8, args.resnet_images // 2), 16, 12, region_images=args.region_images),
         ]
+    if "e" in args.parts:
+        if args.baseline is None:
+            parser.error("part e needs --baseline DIR")
+        print("(e) before / after", flush=True)
+        workloads = [("small_cnn", args.version_small_images, 32)]
+        if args.version_resnet_images > 0:
+            workloads.append(("resnet50", args.version_resnet_images, 16))
+        with tempfile.TemporaryDirectory(prefix="bench-versions-") as tmp:
+            result["versions"] = {"baseline": str(args.baseline),
+                                  "rows": bench_versions(args.baseline.resolve(), workloads, args.version_reps, Path(tmp))}
     result["machine"]["load_average_end"] = list(os.getloadavg())
     result["seconds"] = time.perf_counter() - t0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ import torch
 from salience_audit.data import demo as demo_data
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.manifest import read_manifest
-from salience_audit.measures import entropy, stability
+from salience_audit.measures.entropy import normalized_histogram_entropy
+from salience_audit.measures.stability import pairwise_ssim
 from salience_audit.models.audit_model import load_run
 from salience_audit.salience.extract import SalienceExtractor
 from salience_audit.stats.bootstrap import bootstrap_ci
@@ -68,9 +69,9 @@ def main() -> None:
             maps.append(out.maps)
             accuracy.append(float((out.logits.argmax(1) == labels).float().mean()))
         stacked = torch.stack(maps)
-        _, pair_ssim = stability.pairwise_ssim(stacked)
+        _, pair_ssim = pairwise_ssim(stacked)
         mean, low, high = bootstrap_ci(pair_ssim.mean(0).numpy())
-        ent = float(entropy.normalized_histogram_entropy(stacked.flatten(0, 1)).mean())
+        ent = float(normalized_histogram_entropy(stacked.flatten(0, 1)).mean())
         print(f"{loss:7s} stability SSIM {mean:.3f} [{low:.3f}, {high:.3f}]  entropy {ent:.3f}  "
               f"accuracy {', '.join(f'{a:.2f}' for a in accuracy)}")
 

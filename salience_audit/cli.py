@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from salience_audit import __version__
 from salience_audit.cli_config import apply_config_file, config_in_argv
 from salience_audit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, SalienceAuditError
+from salience_audit.progress import progress_scope
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             args = parse_command_line(argv)
         except SystemExit as stop:  # argparse: --help/--version (0) or a usage error (2), already printed
             return stop.code if isinstance(stop.code, int) else EXIT_USAGE
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), progress_scope(not getattr(args, "quiet", False)):
             warnings.showwarning = _show_warning
             return int(args.func(args) or EXIT_OK)
     except SalienceAuditError as err:

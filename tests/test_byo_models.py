@@ -11,7 +11,7 @@ import torch
 from byo_fixtures import audit, image_tree, rows
 
 from salience_audit.data.images import load_image
-from salience_audit.measures import entropy
+from salience_audit.measures.entropy import histogram_entropy
 from salience_audit.models.audit_model import AuditModel, load_run
 from salience_audit.models.checkpoint import ModelRecipe, attach_token_grid, build_from_recipe
 from salience_audit.salience.extract import SalienceExtractor
@@ -65,7 +65,7 @@ def test_user_module_file_checkpoints_audited_end_to_end(tmp_path, capsys) -> No
     assert build_from_recipe(recipe).cam_layer == "body"  # found automatically: the last spatial layer
     mine = got[got["run"] == "tiny_1"]
     x = torch.stack([load_image(data / p, 32) for p in mine["path"]])
-    want = entropy.histogram_entropy(SalienceExtractor(model, "gradcam")(x).maps).numpy()
+    want = histogram_entropy(SalienceExtractor(model, "gradcam")(x).maps).numpy()
     np.testing.assert_allclose(mine["value"].to_numpy(), want, rtol=0, atol=1e-6)
 
 

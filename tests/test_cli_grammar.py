@@ -136,3 +136,16 @@ def test_report_takes_its_folder_as_argument_or_out_and_a_seed(tiny_runs, tmp_pa
     assert json.loads((out / "summary.json").read_text())["method"]["seed"] == 11
     assert main(["report", str(out)]) == EXIT_OK
     assert json.loads((out / "summary.json").read_text())["method"]["seed"] == 0
+
+
+def test_summary_and_report_draw_a_bar_unless_quiet(tiny_runs, tmp_path, capsys, monkeypatch):
+    root, manifest = tiny_runs
+    out = tmp_path / "audit"
+    assert main(["audit", "--group", f"g={root / 'runs'}/*", "--manifest", str(manifest), "--measures", "entropy",
+                 "--device", "cpu", "--out", str(out), "--quiet", "--no-report"]) == EXIT_OK
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["report", str(out), "--quiet"]) == EXIT_OK
+    assert "reading results" not in capsys.readouterr().err
+    assert main(["report", str(out)]) == EXIT_OK
+    assert "reading results" in capsys.readouterr().err

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "profiles": 0,
     "atomic": 0,
     "device": 0,
+    "jsonsafe": 0,
     "progress": 0,
     "folders": 0,
     "schema": 0,

@@ -9,6 +9,7 @@ import pandas as pd
 from fixtures_audit import audit_setup  # noqa: F401  (session fixture)
 
 from salience_audit.cli import main
+from salience_audit.errors import EXIT_BAD_INPUT
 
 
 def _audit(setup, out, *extra: str) -> int:
@@ -42,12 +43,12 @@ def test_profile_flag_config_key_report_and_refusals(audit_setup, tmp_path, caps
 
     # comparing audits of different profiles is refused with a message naming both
     capsys.readouterr()
-    assert main(["report", str(study), "--compare-with", str(default)]) == 2
+    assert main(["report", str(study), "--compare-with", str(default)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "different profiles" in err and "'study'" in err and "'default'" in err
 
     # resuming a study audit with the default profile is refused (the plan changed)
-    assert _audit(audit_setup, study) == 2
+    assert _audit(audit_setup, study) == EXIT_BAD_INPUT
     assert "profile" in capsys.readouterr().err
 
 
@@ -62,6 +63,6 @@ def test_profile_from_config_file_and_bad_value(audit_setup, tmp_path, capsys): 
     config.write_text('profile = "paper"\n')
     capsys.readouterr()
     assert main(["audit", "--config", str(config), *audit_setup.group_flags(), "--manifest", str(audit_setup.manifest),
-                 "--out", str(tmp_path / "p"), "--quiet"]) == 2
+                 "--out", str(tmp_path / "p"), "--quiet"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "profile" in err and "'default' or 'study'" in err and "audit.toml" in err

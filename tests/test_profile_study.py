@@ -19,7 +19,7 @@ from PIL import Image
 
 from salience_audit.audit.conventions import Conventions
 from salience_audit.errors import InputError
-from salience_audit.measures import entropy
+from salience_audit.measures.entropy import histogram_entropy
 from salience_audit.perturb.noise import salt_and_pepper, uint8_round_trip
 from salience_audit.perturb.study_blur import study_guided_blur, study_level_indices
 from salience_audit.perturb.uint8_gaussian import uint8_gaussian_filter
@@ -240,7 +240,7 @@ def test_study_example_map_entropy(profile):
     q = torch.tensor(data["levels"], dtype=torch.float32)
     maps01 = (q / 255.0).unsqueeze(0)  # the 8-bit PNG read back as [0, 1]
     assert Conventions(profile).profile == profile  # the entropy has no profile-dependent step
-    bits = float(entropy.histogram_entropy(maps01)[0])
+    bits = float(histogram_entropy(maps01)[0])
     assert round(bits, 5) == 3.04131
     from skimage.measure import shannon_entropy
 

@@ -19,7 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from salience_audit.measures import curve, deletion, entropy, similarity, stability
+from salience_audit.measures import curve, similarity
+from salience_audit.measures.deletion import deletion_insertion_curves
+from salience_audit.measures.entropy import histogram_entropy, normalized_histogram_entropy, spatial_entropy
+from salience_audit.measures.stability import (
+    pair_indices,
+    pairwise_spearman,
+    pairwise_ssim,
+    pairwise_topk_iou,
+    stability_matrix,
+)
 from salience_audit.perturb import blur, geometry, noise
 from salience_audit.stats import bootstrap, compare, detection, distribution, streaming
 
@@ -83,9 +92,9 @@ def _is_constant(maps: torch.Tensor) -> torch.Tensor:
 @given(map_batches())
 def test_entropy_ranges_and_constant_maps(maps):
     h, w = maps.shape[-2:]
-    hist = entropy.histogram_entropy(maps)
-    norm = entropy.normalized_histogram_entropy(maps)
-    spatial = entropy.spatial_entropy(maps)
+    hist = histogram_entropy(maps)
+    norm = normalized_histogram_entropy(maps)
+    spatial = spatial_entropy(maps)
     for values in (hist, norm, spatial):
         assert values.shape == (maps.shape[0],) and values.dtype == torch.float64 and _finite(values)
     assert _in(hist, 0.0, math.log2(min(h * w, 256)), 1e-9)
@@ -104,9 +113,9 @@ def test_histogram_entropy_ignores_where_values_are(maps, rnd):
     perm = list(range(h * w))
     rnd.shuffle(perm)
     shuffled = maps.flatten(1)[:, perm].view(b, h, w)
-    torch.testing.assert_close(entropy.histogram_entropy(shuffled), entropy.histogram_entropy(maps))
-    torch.testing.assert_close(entropy.spatial_entropy(shuffled), entropy.spatial_entropy(maps))
-    torch.testing.assert_close(entropy.histogram_entropy(maps.transpose(1, 2)), entropy.histogram_entropy(maps))
+    torch.testing.assert_close(histogram_entropy(shuffled), histogram_entropy(maps))
+    torch.testing.assert_close(spatial_entropy(shuffled), spatial_entropy(maps))
+    torch.testing.assert_close(histogram_entropy(maps.transpose(1, 2)), histogram_entropy(maps))
 
 
 # ----------------------------------------------------------------------------- similarity
@@ -161,24 +170,24 @@ def test_ssim_of_an_empty_batch():
 def test_pairwise_stability_matches_pairwise_similarity(maps):
     n, b = maps.shape[:2]
     for fn, single, low in (
-        (stability.pairwise_ssim, similarity.ssim_maps, -1.0),
-        (stability.pairwise_spearman, similarity.spearman, -1.0),
-        (stability.pairwise_topk_iou, similarity.topk_iou, 0.0),
+        (pairwise_ssim, similarity.ssim_maps, -1.0),
+        (pairwise_spearman, similarity.spearman, -1.0),
+        (pairwise_topk_iou, similarity.topk_iou, 0.0),
     ):
         pairs, values = fn(maps)
-        assert pairs == stability.pair_indices(n) and len(pairs) == n * (n - 1) // 2
+        assert pairs == pair_indices(n) and len(pairs) == n * (n - 1) // 2
         assert values.shape == (len(pairs), b) and _finite(values) and _in(values, low, 1.0, 1e-9)
         for p, (i, j) in enumerate(pairs):
             torch.testing.assert_close(values[p], single(maps[i], maps[j]))
     same = maps[:1].expand_as(maps).contiguous()
-    assert (stability.pairwise_ssim(same)[1] == 1.0).all()
-    matrix = stability.stability_matrix(stability.pairwise_ssim(maps)[1].mean(dim=1), n)
+    assert (pairwise_ssim(same)[1] == 1.0).all()
+    matrix = stability_matrix(pairwise_ssim(maps)[1].mean(dim=1), n)
     assert np.allclose(matrix, matrix.T) and (np.diag(matrix) == 1).all() and np.isfinite(matrix).all()
 
 
 def test_stability_of_a_single_run_is_refused():
     with pytest.raises(ValueError, match="at least two runs"):
-        stability.pairwise_ssim(torch.rand(1, 2, 7, 7))
+        pairwise_ssim(torch.rand(1, 2, 7, 7))
 
 
 # ----------------------------------------------------------------------------- noise
@@ -289,7 +298,7 @@ def test_guided_blur(data):
 def test_deletion_insertion_curves(x, steps, random_order):
     maps = x.mean(dim=1)
     score_fn = lambda images: images.double().mean(dim=(1, 2, 3))  # noqa: E731
-    out = deletion.deletion_insertion_curves(
+    out = deletion_insertion_curves(
         score_fn, x, maps, steps=steps, random_order=random_order, generator=torch.Generator().manual_seed(0)
     )
     b = x.shape[0]

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from salience_audit.jsonsafe import json_safe
 from salience_audit.report.formatting import fmt_ci, fmt_num, fmt_p
 from salience_audit.report.render.html import write_report
 from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.build import load_results, summarize, write_summary
-from salience_audit.results.jsonsafe import json_safe
 
 GUIDED = "<b>g</b>"
 PLAIN = "xent"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +28,7 @@ from streaming_fixtures import write_synthetic_audit
 
 from salience_audit.cli import main
 from salience_audit.errors import EXIT_BAD_INPUT
-from salience_audit.report.summary.accumulate import (
-    Z95,
-    AuditAccumulator,
-    IndexRanges,
-    ValueSample,
-    accumulate_results,
-)
+from salience_audit.report.summary.accumulate import Z95, AuditAccumulator, accumulate_results
 from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.build import (
     load_fresh_summary,
@@ -54,6 +48,7 @@ from salience_audit.results.reader import (
 )
 from salience_audit.results.schema import ROW_SCHEMA, rows_table
 from salience_audit.stats.bootstrap import bootstrap_ci
+from salience_audit.stats.samples import IndexRanges, ValueSample
 
 N_BOOT = 200
 MOMENT_PATHS = ("per_run", "stability_matrices", "selection")

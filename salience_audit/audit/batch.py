@@ -1,14 +1,16 @@
-"""All measures for one batch of images and one group of runs, sharing every map.
+"""The batch loop: every selected measure for one batch of images and one group of runs, sharing every map.
 
-For a batch x and runs r = 1..N of a group, each (run, image variant) gets one
-salience pass (forward + backward for gradient methods), done on the whole batch
-of that variant at once; every measure that needs a map reads it from there:
+The measures are the registered ones (:mod:`salience_audit.measures.registry`) that the
+audit names, plus detection. For a batch x and runs r = 1..N of a group, each (run, image
+variant) gets one salience pass (forward + backward for gradient methods), done on the
+whole batch of that variant at once, and every measure that needs that map reads it:
 
-- clean maps S_r(x): detection, entropy, human agreement, noise a = 0, transform
-  identity, degradation reference, stability (all runs of the batch together);
-- noisy images (salt and pepper, shared by all runs): noise curves;
-- the 12 non-identity geometric variants (shared by all runs): equivariance;
-- guided-blur images (one per run, they depend on the run's own map): degradation.
+- clean maps S_r(x), one pass per run: detection, entropy, human agreement, noise a = 0,
+  transform identity, degradation reference, stability (all runs of the batch together);
+- shared variants, made once per batch and explained once per run whichever measures
+  ask for them: noisy images (noise curves), the 12 geometric variants (equivariance);
+- per-run variants, made by a measure from the run's own map: guided-blur images
+  (degradation); deletion / insertion uses plain forward passes.
 
 Non-finite logits (NaN or infinity, from a broken checkpoint or an fp16 overflow) never
 become rows: every pass is checked, and an image for which any pass of any run is not
@@ -20,7 +22,8 @@ batch is broken and always stops the audit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,22 +33,10 @@ from torch import Tensor
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.conventions import Conventions
 from salience_audit.errors import ModelError
-from salience_audit.measures import deletion, entropy, similarity, stability
-from salience_audit.perturb import geometry
+from salience_audit.measures.base import BatchContext, Emit, RunView, to_numpy
+from salience_audit.measures.registry import selected
 from salience_audit.results.schema import RowBuffer
 from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
-from salience_audit.salience.normalize import to_uint8_levels
-
-SYNTHETIC = 1
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy()
-
-
-def noise_variant_name(amount: float) -> str:
-    """``a=0.05`` style name of a noise level (``%g`` formatting)."""
-    return f"a={amount:g}"
 
 
 class NonFiniteLogitsError(ModelError):
@@ -103,7 +94,7 @@ class BatchAggregates:
     map_counts: dict[str, int] = field(default_factory=dict)
 
     def add_maps(self, run: str, maps: Tensor) -> None:
-        s = _np(maps.sum(dim=0))
+        s = to_numpy(maps.sum(dim=0))
         if run in self.map_sums:
             self.map_sums[run] += s
         else:
@@ -127,9 +118,9 @@ class BatchAuditor:
         self.dataset = dataset
         self.group = group
         self.input_size = input_size
-        self.measures = set(config.measures)
-        self.variants = geometry.geometric_variants(input_size)
+        self.measures = [m for m in selected(config.measures) if len(self.runs) >= m.needs.runs]
         self.conventions = Conventions(config.profile)
+        """Profile-dependent operations (upscaling, guided blur, noisy images), handed to the measures."""
         self.aggregates = BatchAggregates()
         self.rejected: list[tuple[int, str]] = []
         """``(image index, reason)`` of images left out for non-finite logits (skip mode)."""
@@ -139,27 +130,14 @@ class BatchAuditor:
     # -- helpers -------------------------------------------------------------------------
 
     def _target(self, batch: BatchInput) -> Tensor | None:
+        """The class every map explains: None (each pass its own prediction) or the labels."""
         if self.config.target == "label":
             if bool((batch.labels < 0).any()):
                 raise ValueError("target='label' needs known labels; this dataset has unlabelled images")
             return batch.labels
         return None
 
-    @staticmethod
-    def _score(logits: Tensor) -> Tensor:
-        return torch.softmax(logits.float(), dim=1)[:, SYNTHETIC]
-
-    def _correct(self, logits: Tensor, labels: Tensor) -> np.ndarray:
-        """1 where the decision (Synthetic when score > threshold) equals the label; NaN when unlabelled.
-
-        At the default threshold 0.5 this is the argmax of the two logits.
-        """
-        pred = (self._score(logits) > self.config.threshold).to(labels.dtype)
-        correct = _np((pred == labels).to(torch.float64))
-        correct[_np(labels) < 0] = np.nan
-        return correct
-
-    def _explain_many(self, run: RunExtractor, images: list[Tensor], target: Tensor | None) -> list[SalienceOutput]:
+    def _explain_many(self, run: RunExtractor, images: list[Tensor], target: Tensor | None = None) -> list[SalienceOutput]:
         """One salience pass over several image variants of the same batch, concatenated.
 
         Variants are packed into passes of at most ``batch_size`` images, so a pass is
@@ -257,84 +235,80 @@ class BatchAuditor:
         return clean_maps
 
     def _process(self, batch: BatchInput, rows: list[dict[str, object]], generator: torch.Generator) -> dict[str, Tensor]:
-        """Compute every row of this batch into ``rows`` (keyword arguments of :meth:`RowBuffer.add`)."""
-        cfg = self.config
-        x = batch.images
+        """Run every selected measure on this batch, collecting rows (keyword arguments of :meth:`RowBuffer.add`).
+
+        The loop: shared image variants are made once (each measure's
+        :meth:`~salience_audit.measures.base.Measure.shared_variants`, in registry order);
+        then per run one clean salience pass, and each measure's ``run_rows`` in order (a
+        shared variant is explained once per run, on the first request); then each
+        measure's ``group_rows`` with every run.
+        """
         target = self._target(batch)
-        add = self._adder(batch, rows)
+        emit = self._emitter(batch, rows)
+        ctx = self._context(batch, generator)
+        for measure in self.measures:
+            ctx.variants.update(measure.shared_variants(ctx))
 
-        # Image variants shared by every run: made once per batch.
-        conv = self.conventions
-        noisy_levels = (
-            [a for a in cfg.noise_levels if a > 0 or conv.noise_at_zero] if "noise" in self.measures else []
-        )
-        noisy = [conv.noisy(x, a, generator) for a in noisy_levels]
-        moved_variants = [v for v in self.variants if v.name != "identity"] if "transforms" in self.measures else []
-        moved = geometry.apply_all(moved_variants, x)
-
-        clean_maps: dict[str, Tensor] = {}
+        views: list[RunView] = []
         for run in self.runs:
-            clean = run.extractor(x, target=target)
+            clean = run.extractor(batch.images, target=target)
             self._flag(run.name, clean.logits)
-            maps = clean.maps.detach()
-            clean_maps[run.name] = maps
-            score = self._score(clean.logits)
-            add(run.name, "score", "", score)
-            add(run.name, "correct", "", self._correct(clean.logits, batch.labels))
-
-            self._map_rows(run.name, maps, batch, add)
-
-            maps_up = conv.upscale(maps, self.input_size) if (moved or "degradation" in self.measures or "deletion" in self.measures) else None
-
-            if noisy_levels:
-                outs = self._explain_many(run, noisy, target)
-                self._noise_rows(run.name, maps, score, clean.logits, noisy_levels, outs, batch.labels, add)
-
-            if moved:
-                outs = self._explain_many(run, moved, target)
-                self._transform_rows(run.name, maps_up, score, outs, moved_variants, add)
-
-            if "degradation" in self.measures:
-                assert maps_up is not None
-                degraded = [conv.guided_blur(x, maps_up, m) for m in ("background", "object")]
-                outs = self._explain_many(run, degraded, target)
-                for mode, out in zip(("background", "object"), outs):
-                    add(run.name, "degrade_score_change", mode, self._score(out.logits) - score)
-                    add(run.name, "degrade_correct", mode, self._correct(out.logits, batch.labels))
-                    add(run.name, "degrade_ssim", mode, similarity.ssim_maps(out.maps.detach(), maps))
-
-            if "deletion" in self.measures:
-                assert maps_up is not None
-                self._deletion_rows(run, x, maps_up, clean.target, add, generator)
-
-        self._stability_rows(clean_maps, add)
-        return clean_maps
+            view = RunView(
+                run.name,
+                SalienceOutput(maps=clean.maps.detach(), logits=clean.logits, target=clean.target),
+                explain=functools.partial(self._explain_many, run, target=target),
+                forward=functools.partial(self._forward, run),
+                input_size=self.input_size,
+                variants=ctx.variants,
+                upscale=self.conventions.upscale,
+            )
+            for measure in self.measures:
+                measure.run_rows(ctx, view, emit)
+            views.append(view)
+        for measure in self.measures:
+            measure.group_rows(ctx, views, emit)
+        return {v.name: v.maps for v in views}
 
     def process_maps(self, batch: BatchInput, maps: dict[str, Tensor], rows: RowBuffer) -> None:
-        """Rows of the measures that need only maps, from precomputed maps ``{run: [B, h, w]}``.
+        """Rows of the selected measures that need maps alone, from precomputed maps ``{run: [B, h, w]}``.
 
-        Entropy, human agreement and cross-run stability, exactly as for maps a model gave;
-        no detection, noise, transform or degradation rows (they need a model).
+        The measures that need no model pass (``needs.passes == 0``: entropy, human agreement,
+        cross-run stability, a user measure on maps) run exactly as on maps a model gave;
+        detection, noise, transforms, degradation and deletion need a model and are skipped.
         """
         deferred: list[dict[str, object]] = []
-        add = self._adder(batch, deferred)
-        for name, run_maps in maps.items():
-            self._map_rows(name, run_maps, batch, add)
-        self._stability_rows(maps, add)
+        emit = self._emitter(batch, deferred)
+        ctx = self._context(batch, None)
+        measures = [m for m in self.measures if m.needs.passes == 0 and not m.always]
+        views = [RunView.of_maps(name, run_maps, self.input_size, self.conventions.upscale)
+                 for name, run_maps in maps.items()]
+        for view in views:
+            for measure in measures:
+                measure.run_rows(ctx, view, emit)
+        for measure in measures:
+            measure.group_rows(ctx, views, emit)
         for kwargs in deferred:
             rows.add(**kwargs)  # type: ignore[arg-type]
         for name, run_maps in maps.items():
             self.aggregates.add_maps(name, run_maps)
 
-    # -- measure groups -----------------------------------------------------------------
+    def _context(self, batch: BatchInput, generator: torch.Generator | None) -> BatchContext:
+        return BatchContext(
+            images=batch.images,
+            labels=batch.labels,
+            input_size=self.input_size,
+            config=self.config,
+            generator=generator,
+            human_maps=batch.human_maps,
+            has_human_map=batch.has_human_map,
+            conventions=self.conventions,
+        )
 
-    def _adder(self, batch: BatchInput, rows: list[dict[str, object]]) -> Callable[..., None]:
-        """``add(run, measure, variant, values, run_b=None)``: one row per image of ``batch`` into ``rows``
-        (a pair of runs: ``run`` and ``run_b``)."""
-        labels_np = _np(batch.labels).astype(np.int64)
+    def _emitter(self, batch: BatchInput, rows: list[dict[str, object]]) -> Emit:
+        """``emit(run, measure, variant, values, run_b=None)``: one row per image of ``batch`` into ``rows`` (a pair of runs: ``run`` and ``run_b``)."""
+        labels_np = to_numpy(batch.labels).astype(np.int64)
 
-        def add(run: str, measure: str, variant: str, values: np.ndarray | Tensor, run_b: str | None = None) -> None:
-            vals = _np(values) if isinstance(values, Tensor) else values
+        def emit(run: str, measure: str, variant: str, values: np.ndarray | Tensor, run_b: str | None = None) -> None:
             rows.append(dict(
                 dataset=self.dataset,
                 paths=batch.paths,
@@ -344,173 +318,15 @@ class BatchAuditor:
                 run=run,
                 measure=measure,
                 variant=variant,
-                values=vals,
+                values=to_numpy(values),
                 run_b=run_b,
             ))
 
-        return add
+        return emit
 
-    def _map_rows(self, run: str, maps: Tensor, batch: BatchInput, add: Callable[..., None]) -> None:
-        """Entropy and human-agreement rows of one run's maps."""
-        if "entropy" in self.measures:
-            add(run, "entropy", "", entropy.histogram_entropy(maps))
-            add(run, "entropy_norm", "", entropy.normalized_histogram_entropy(maps))
-            add(run, "spatial_entropy", "", entropy.spatial_entropy(maps))
-        if "human" in self.measures and batch.human_maps is not None and batch.has_human_map is not None:
-            self._human_rows(run, maps, batch, add)
-
-    def _stability_rows(self, maps: dict[str, Tensor], add: Callable[..., None]) -> None:
-        """Pairwise stability rows over the runs (in the group's run order)."""
-        if "stability" not in self.measures or len(self.runs) < 2:
-            return
-        names = [r.name for r in self.runs]
-        stacked = torch.stack([maps[n] for n in names])
-        for measure, fn in (
-            ("stability_ssim", stability.pairwise_ssim),
-            ("stability_spearman", stability.pairwise_spearman),
-            ("stability_iou", stability.pairwise_topk_iou),
-        ):
-            pairs, values = fn(stacked)
-            for (i, j), vals in zip(pairs, values):
-                add(names[i], measure, "", vals, run_b=names[j])
-
-    def _human_rows(self, run: str, maps: Tensor, batch: BatchInput, add: Callable[..., None]) -> None:
-        assert batch.human_maps is not None and batch.has_human_map is not None
-        has = batch.has_human_map.to(torch.bool)
-        if not bool(has.any()):
-            return
-        human = batch.human_maps.to(maps.device, torch.float32)
-        if tuple(human.shape[-2:]) != tuple(maps.shape[-2:]):
-            human = torch.nn.functional.interpolate(
-                human.unsqueeze(1), size=tuple(maps.shape[-2:]), mode="area"
-            ).squeeze(1)
-        from salience_audit.salience.normalize import minmax_normalize
-
-        human = minmax_normalize(human)
-        ssim_v = _np(similarity.ssim_maps(maps, human))
-        rank_v = _np(similarity.spearman(maps, human))
-        missing = ~_np(has).astype(bool)
-        ssim_v[missing] = np.nan
-        rank_v[missing] = np.nan
-        add(run, "human_ssim", "", ssim_v)
-        add(run, "human_spearman", "", rank_v)
-
-    def _noise_rows(
-        self,
-        run: str,
-        maps: Tensor,
-        score: Tensor,
-        logits: Tensor,
-        noisy_levels: list[float],
-        outs: list[SalienceOutput],
-        labels: Tensor,
-        add: Callable[..., None],
-    ) -> None:
-        """Noise rows; ``outs`` are the passes of ``noisy_levels`` (amount 0, when among them, replaces the clean pass)."""
-        levels = list(self.config.noise_levels)
-        by_level: dict[float, tuple[Tensor, Tensor, Tensor]] = {0.0: (maps, score, logits)}
-        for a, out in zip(noisy_levels, outs):
-            by_level[a] = (out.maps.detach(), self._score(out.logits), out.logits)
-        curves: dict[str, list[np.ndarray]] = {"score": [], "correct": [], "ssim": [], "entropy": []}
-        for a in levels:
-            m, s, lg = by_level[a]
-            name = noise_variant_name(a)
-            ssim_v = _np(similarity.ssim_maps(m, maps))
-            ent_v = _np(entropy.normalized_histogram_entropy(m))
-            add(run, "noise_score", name, s)
-            correct_v = self._correct(lg, labels)
-            add(run, "noise_correct", name, correct_v)
-            add(run, "noise_ssim", name, ssim_v)
-            add(run, "noise_entropy", name, ent_v)
-            curves["score"].append(_np(s))
-            curves["correct"].append(correct_v)
-            curves["ssim"].append(ssim_v)
-            curves["entropy"].append(ent_v)
-        xs = np.asarray(levels, dtype=np.float64)
-        for key, values in curves.items():
-            add(run, f"noise_auc_{key}", "", np.trapezoid(np.stack(values, axis=1), xs, axis=1))
-
-    def _transform_rows(
-        self,
-        run: str,
-        maps_up: Tensor | None,
-        score: Tensor,
-        outs: list[SalienceOutput],
-        variants: list[geometry.GeometricVariant],
-        add: Callable[..., None],
-    ) -> None:
-        assert maps_up is not None
-        ones = np.ones(score.shape[0])
-        add(run, "equivariance", "identity", ones)
-        add(run, "invariance", "identity", ones)
-        add(run, "transform_score_change", "identity", np.zeros(score.shape[0]))
-        # 8-bit levels made once per map (what ssim_maps would do on every call); a geometric
-        # variant only moves pixels, so it commutes with the pointwise quantisation.
-        clean_q = to_uint8_levels(maps_up)
-        moved_maps = torch.cat([out.maps.detach() for out in outs])
-        moved_q = to_uint8_levels(self.conventions.upscale(moved_maps, self.input_size))
-        equivariance, invariance = self._transform_ssims(clean_q, moved_q, variants)
-        for k, (variant, out) in enumerate(zip(variants, outs)):
-            add(run, "equivariance", variant.name, equivariance[k])
-            add(run, "invariance", variant.name, invariance[k])
-            add(run, "transform_score_change", variant.name, self._score(out.logits) - score)
-
-    @staticmethod
-    def _transform_ssims(
-        clean_q: Tensor, moved_q: Tensor, variants: list[geometry.GeometricVariant]
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Equivariance and invariance SSIMs (``[B]`` each) of every variant.
-
-        ``clean_q [B, H, W]`` are the 8-bit upscaled clean maps, ``moved_q [V * B, H, W]``
-        those of the V variants (variant-major). Equivariance compares variant v's map with
-        T_v(clean), invariance with the clean map. The window means of each map are computed
-        once (the clean map's for all variants, each variant map's for both comparisons).
-        """
-        b = clean_q.shape[0]
-        clean_moments = similarity.ssim_window_moments(clean_q)
-        transformed_all = geometry.apply_all(variants, clean_q)
-        square = clean_moments.shape[-1] == clean_moments.shape[-2]
-        equivariance, invariance = [], []
-        for k, variant in enumerate(variants):
-            moved = moved_q[k * b : (k + 1) * b]
-            moved_moments = similarity.ssim_window_moments(moved)
-            transformed = transformed_all[k]
-            if square and variant.commutes_with_window_means():
-                # Flips and quarter turns permute the windows: their means are T(clean means), exactly.
-                transformed_moments = variant.apply(clean_moments)
-            else:
-                transformed_moments = similarity.ssim_window_moments(transformed)
-            equivariance.append(similarity.ssim_uint8_with_moments(
-                moved, transformed, moved_moments, transformed_moments))
-            invariance.append(similarity.ssim_uint8_with_moments(moved, clean_q, moved_moments, clean_moments))
-        return equivariance, invariance
-
-    def _deletion_rows(
-        self,
-        run: RunExtractor,
-        x: Tensor,
-        maps_up: Tensor,
-        target: Tensor,
-        add: Callable[..., None],
-        generator: torch.Generator,
-    ) -> None:
-        """Deletion / insertion areas in salience order, and the random-order control of the same areas."""
-        model = run.extractor.model
-        tgt = target.to(x.device).view(-1, 1)
-
-        @torch.inference_mode()
-        def score_fn(images: Tensor) -> Tensor:
-            logits = model(images)
-            self._flag(run.name, logits)
-            probs = torch.softmax(logits.float(), dim=1)
-            return probs.gather(1, tgt.repeat(images.shape[0] // tgt.shape[0], 1)).squeeze(1)
-
-        steps = self.config.deletion_steps
-        ordered = deletion.deletion_insertion_curves(score_fn, x, maps_up, steps=steps)
-        control = deletion.deletion_insertion_curves(
-            score_fn, x, maps_up, steps=steps, random_order=True, generator=generator
-        )
-        add(run.name, "deletion_auc", "", ordered["deletion_auc"])
-        add(run.name, "insertion_auc", "", ordered["insertion_auc"])
-        add(run.name, "deletion_auc_random", "", control["deletion_auc"])
-        add(run.name, "insertion_auc_random", "", control["insertion_auc"])
+    @torch.no_grad()
+    def _forward(self, run: RunExtractor, images: Tensor) -> Tensor:
+        """Logits of a plain forward pass of ``run`` (no map), checked for finiteness."""
+        logits = run.extractor.model(images)
+        self._flag(run.name, logits)
+        return logits

@@ -9,16 +9,28 @@ from typing import Any
 import yaml
 
 from salience_audit.errors import InputError
+from salience_audit.measures import registry
+from salience_audit.perturb.noise import NOISE_LEVELS
 from salience_audit.profiles import DEFAULT_PROFILE
 from salience_audit.stats.runtests import MIN_RUNS
 
 MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "deletion", "human")
-"""Measures an audit can compute; detection (score, correctness) is always computed."""
+"""The built-in measures an audit can compute (detection, score and correctness, is always computed).
+A measure registered with :func:`salience_audit.measures.register` may be named too."""
+
+def selectable_measures() -> tuple[str, ...]:
+    """Names an audit may be asked for: the built-in :data:`MEASURES`, then any other registered measure.
+
+    Detection (score, correctness) is always computed and is not named.
+    """
+    extra = tuple(m for m in registry.names() if m not in MEASURES and not registry.get(m).always)
+    return (*MEASURES, *extra)
+
 
 DEFAULT_MEASURES: tuple[str, ...] = ("entropy", "noise", "transforms", "stability", "degradation", "human")
 """Deletion / insertion curves cost ~40 extra forward passes per image and are opt-in."""
 
-DEFAULT_NOISE_LEVELS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 1.0)
+DEFAULT_NOISE_LEVELS: tuple[float, ...] = NOISE_LEVELS
 
 
 @dataclass

@@ -25,6 +25,7 @@ from salience_audit.audit.worker import RunRef, _keep_only_cached, clear_model_c
 from salience_audit.data.images import load_image
 from salience_audit.data.sample import Sample
 from salience_audit.device import resolve_device
+from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.results.store import ResultStore, atomic_save_npz
 from salience_audit.salience.extract import SalienceExtractor
 
@@ -85,7 +86,7 @@ def stability_extremes(out: Path, k: int) -> tuple[str, list[tuple[str, int]], l
     worst: list[tuple[float, str, int]] = []
     for path in ResultStore(out).shard_files():
         table = pq.read_table(
-            path, columns=["dataset", "index", "group", "value"], filters=pc.field("measure") == "stability_ssim"
+            path, columns=["dataset", "index", "group", "value"], filters=pc.field("measure") == STABILITY_SSIM
         )
         if table.num_rows == 0:
             continue

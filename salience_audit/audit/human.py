@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.plan import Shard
@@ -19,10 +18,10 @@ from salience_audit.audit.worker import RunRef, rejected_side
 from salience_audit.data.images import load_map
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
-from salience_audit.measures import entropy
+from salience_audit.measures.entropy import entropy
 from salience_audit.results.schema import RowBuffer
 from salience_audit.results.store import ResultStore
-from salience_audit.salience.normalize import minmax_normalize
+from salience_audit.salience.normalize import downscale, minmax_normalize
 
 HUMAN_GROUP = "human"
 HUMAN_RUN = "human annotations"
@@ -68,14 +67,8 @@ def run_human_shard(
             kept.append((index, s))
         if not maps:
             continue
-        big = torch.stack(maps).unsqueeze(1).to(torch.float64)
-        small = F.interpolate(big, size=map_size, mode="area").squeeze(1)
-        normed = minmax_normalize(small)
-        values = {
-            "entropy": entropy.histogram_entropy(normed),
-            "entropy_norm": entropy.normalized_histogram_entropy(normed),
-            "spatial_entropy": entropy.spatial_entropy(normed),
-        }
+        normed = minmax_normalize(downscale(torch.stack(maps).to(torch.float64), map_size))
+        values = entropy(normed)
         for measure, vals in values.items():
             rows.add(
                 dataset=shard.dataset,

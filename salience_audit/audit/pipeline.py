@@ -30,6 +30,7 @@ from salience_audit.audit.preflight import preflight
 from salience_audit.audit.worker import RunRef, ShardReport
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
+from salience_audit.measures import registry
 from salience_audit.models.audit_model import AuditModel, class_order
 from salience_audit.profiles import DEFAULT_PROFILE
 from salience_audit.results.fingerprint import FINGERPRINT_KEY, HASH_NAME, PARTS_KEY, compute_params
@@ -255,6 +256,7 @@ def _audit_locked(
         "batch_size_auto": bool(config.extra.get("batch_size_auto", False)),
         "skipped_measures": skipped,
         "row_schema": schema_description(),
+        **registry.descriptions(config.measures),
     }
     _check_resume_compatible(out, meta)
 

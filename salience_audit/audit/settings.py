@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from salience_audit.audit.config import MEASURES, AuditConfig
+from salience_audit.audit.config import MEASURES, AuditConfig, selectable_measures
 from salience_audit.schema import (
     Count,
     DeviceName,
@@ -121,9 +121,10 @@ class ComputeSettings(BaseModel):
             return MEASURES
         if not value:
             raise ValueError("give at least one measure")
-        unknown = [m for m in value if m not in MEASURES]
+        known = selectable_measures()
+        unknown = [m for m in value if m not in known]
         if unknown:
-            raise ValueError(f"unknown measure(s) {', '.join(map(repr, unknown))}; known: {', '.join(MEASURES)}, all")
+            raise ValueError(f"unknown measure(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}, all")
         return tuple(dict.fromkeys(value))
 
     @field_validator("method", mode="after")

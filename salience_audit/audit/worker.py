@@ -347,10 +347,7 @@ def _keep_only_cached(runs: list[RunRef], device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def shard_worker_entry(args: tuple[Shard, list[RunRef], list[Sample], AuditConfig, str]) -> ShardReport:
-    """Picklable single-argument entry point (for pools and Ray)."""
-    return run_shard(*args)
-
 
 def clear_model_cache() -> None:
+    """Drop every cached model (the audit is done: no run stays loaded)."""
     _MODEL_CACHE.clear()

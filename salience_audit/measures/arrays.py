@@ -2,8 +2,9 @@
 
 Maps made elsewhere (another explainer, files) are often NumPy arrays. A function wrapped
 by :func:`accepts_numpy` converts every ``np.ndarray`` argument to a CPU tensor of the
-same dtype (boolean arrays become float64) and, when at least one argument was an array, converts every tensor
-in the result back to ``np.ndarray`` (tuples and lists are walked). Tensor calls are
+same dtype (boolean arrays become float64; a list or tuple of arrays becomes one of tensors) and, when at
+least one argument was an array, converts every tensor in the result back to ``np.ndarray`` (tuples, lists
+and dicts are walked). Tensor calls are
 unchanged.
 """
 
@@ -25,6 +26,8 @@ def _to_tensor(value: Any) -> tuple[Any, bool]:
     if isinstance(value, np.ndarray):
         arr = value.astype(np.float64) if value.dtype == np.bool_ else value
         return torch.from_numpy(np.ascontiguousarray(arr)), True
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) for v in value):
+        return type(value)(_to_tensor(v)[0] for v in value), True
     return value, False
 
 
@@ -35,6 +38,8 @@ def _to_numpy(value: Any) -> Any:
         return tuple(_to_numpy(v) for v in value)
     if isinstance(value, list):
         return [_to_numpy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
     return value
 
 

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from salience_audit.measures.arrays import accepts_numpy
-
+from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor, callable_module
 from salience_audit.salience.normalize import to_uint8_levels
+
+ENTROPY = "entropy"
+ENTROPY_NORM = "entropy_norm"
+SPATIAL_ENTROPY = "spatial_entropy"
 
 #: Number of 8-bit levels of q.
 N_LEVELS = 256
@@ -98,3 +103,53 @@ def spatial_entropy(maps01: Tensor) -> Tensor:
     total = mass.sum(dim=1, keepdim=True)
     p = mass / torch.where(total > 0, total, torch.ones_like(total))
     return _entropy_bits(p) / math.log2(n_cells)
+
+
+@accepts_numpy
+def entropy(maps: Tensor | np.ndarray) -> dict[str, Tensor]:
+    """The three entropies of maps ``[B, h, w]`` in [0, 1] (tensor or numpy array), each ``[B]`` float64.
+
+    Keys: ``entropy`` (:func:`histogram_entropy`, bits), ``entropy_norm``
+    (:func:`normalized_histogram_entropy`, the headline, 0-1) and ``spatial_entropy``
+    (:func:`spatial_entropy`, 0-1).
+    """
+    m = as_tensor(maps, "maps")
+    return {
+        ENTROPY: histogram_entropy(m),
+        ENTROPY_NORM: normalized_histogram_entropy(m),
+        SPATIAL_ENTROPY: spatial_entropy(m),
+    }
+
+
+class Entropy(Measure):
+    """(a) How focused is the model: entropy of each clean map (no extra pass)."""
+
+    name = "entropy"
+    title = "(a) Salience entropy"
+    question = "How focused is the model?"
+    intro = (
+        "Histogram entropy of the 8-bit salience map, normalised by log2(min(h*w, 256)) so that 0 means a map "
+        "with a single value and 1 a map whose cells are spread evenly over as many values as possible. "
+        "Lower = the model concentrates on fewer regions."
+    )
+    finding = "Models trained with human salience (CYBORG) had lower entropy than cross-entropy models."
+    needs = Needs(passes=0)
+    outputs = (
+        Output(ENTROPY_NORM, "Normalised salience entropy", "How focused is the model?",
+               "normalised entropy (0-1)", "entropy", better="lower", study="lower",
+               note="The headline entropy number.", primary=True),
+        Output(ENTROPY, "Salience entropy (bits)", "How many bits does the map's value histogram carry?",
+               "bits", "entropy", better="lower", study="lower"),
+        Output(SPATIAL_ENTROPY, "Spatial entropy", "How evenly is the salience mass spread over the map?",
+               "normalised entropy (0-1)", "entropy", better="lower",
+               note="Entropy of S / sum(S) over the map cells; a second variant, not the headline."),
+    )
+    functional = staticmethod(entropy)
+
+    def run_rows(self, ctx: BatchContext, run: RunView, emit: Emit) -> None:
+        values = entropy(run.maps)
+        for key in (ENTROPY, ENTROPY_NORM, SPATIAL_ENTROPY):
+            emit(run.name, key, "", values[key])
+
+
+callable_module(__name__)  # salience_audit.measures.entropy(...) calls entropy() above

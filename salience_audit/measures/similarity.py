@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 from salience_audit.measures.arrays import accepts_numpy
-
 from salience_audit.salience.normalize import to_uint8_levels
 
 #: SSIM constants of Wang et al. (2004), as scikit-image's defaults.

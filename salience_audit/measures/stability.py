@@ -17,9 +17,13 @@ import torch
 from torch import Tensor
 
 from salience_audit.measures.arrays import accepts_numpy
-
+from salience_audit.measures.base import BatchContext, Emit, Measure, Needs, Output, RunView, as_tensor, callable_module
 from salience_audit.measures.similarity import average_ranks, pearson_rows, ssim_uint8, topk_count, topk_mask
 from salience_audit.salience.normalize import to_uint8_levels
+
+STABILITY_SSIM = "stability_ssim"
+STABILITY_SPEARMAN = "stability_spearman"
+STABILITY_IOU = "stability_iou"
 
 
 def _too_few_runs(n: int) -> ValueError:
@@ -110,3 +114,63 @@ def stability_matrix(pair_means: Sequence[float] | np.ndarray | Tensor, n: int) 
     matrix[rows, cols] = values
     matrix[cols, rows] = values
     return matrix
+
+
+@accepts_numpy
+def stability(maps: Sequence[Tensor | np.ndarray] | Tensor | np.ndarray) -> dict[str, Tensor]:
+    """Cross-run stability of the maps of the same B images from N >= 2 runs, per image and pair.
+
+    ``maps``: a list of N arrays ``[B, h, w]`` (one per run) or one ``[N, B, h, w]`` array,
+    in [0, 1] (tensors or numpy arrays). Returns ``pairs`` ``[P, 2]`` (run indices i < j,
+    P = N(N-1)/2) and ``stability_ssim``, ``stability_spearman``, ``stability_iou``
+    (top-10% cells), each ``[B, P]`` float64; a pair's mean over its images is column p's mean.
+    """
+    stacked = torch.stack([as_tensor(m, "maps") for m in maps]) if isinstance(maps, (list, tuple)) else as_tensor(maps, "maps")
+    out: dict[str, Tensor] = {}
+    pairs: list[tuple[int, int]] = []
+    for key, fn in ((STABILITY_SSIM, pairwise_ssim), (STABILITY_SPEARMAN, pairwise_spearman),
+                    (STABILITY_IOU, pairwise_topk_iou)):
+        pairs, values = fn(stacked)
+        out[key] = values.t()
+    return {"pairs": torch.tensor(pairs, dtype=torch.long).view(-1, 2), **out}
+
+
+class Stability(Measure):
+    """(d) Agreement of the maps of every pair of runs of a group (no extra pass)."""
+
+    name = "stability"
+    title = "(d) Stability across training runs"
+    question = "Does the focus stay the same across independent training runs?"
+    intro = (
+        "For every image, the maps of every pair of runs of the same group (same recipe, different seeds) are "
+        "compared with SSIM; each image's value is the mean over pairs. The matrix shows the mean SSIM of each "
+        "pair of runs."
+    )
+    finding = "Human-guided models were more stable across training runs than cross-entropy models."
+    needs = Needs(passes=0, runs=2)
+    outputs = (
+        Output(STABILITY_SSIM, "Cross-run stability (SSIM)",
+               "Does the focus stay the same across training runs?", "SSIM (-1 to 1)", "stability",
+               better="higher", study="higher", primary=True, pairwise=True),
+        Output(STABILITY_SPEARMAN, "Cross-run stability (Spearman)",
+               "Do runs rank the map cells in the same order?", "rank correlation (-1 to 1)", "stability",
+               better="higher", pairwise=True),
+        Output(STABILITY_IOU, "Cross-run stability (top-k IoU)",
+               "Do runs highlight the same most salient cells?", "IoU (0-1)", "stability", better="higher",
+               pairwise=True),
+    )
+    functional = staticmethod(stability)
+    constant_keys = ("pairs",)
+
+    def group_rows(self, ctx: BatchContext, runs: Sequence[RunView], emit: Emit) -> None:
+        if len(runs) < 2:
+            return
+        stacked = torch.stack([r.maps for r in runs])
+        for key, fn in ((STABILITY_SSIM, pairwise_ssim), (STABILITY_SPEARMAN, pairwise_spearman),
+                        (STABILITY_IOU, pairwise_topk_iou)):
+            pairs, values = fn(stacked)
+            for (i, j), vals in zip(pairs, values):
+                emit(runs[i].name, key, "", vals, run_b=runs[j].name)
+
+
+callable_module(__name__)  # salience_audit.measures.stability(...) calls stability() above

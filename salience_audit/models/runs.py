@@ -16,7 +16,6 @@ import csv
 import glob
 import io
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from salience_audit.atomic import atomic_write, atomic_write_text
 from salience_audit.errors import InputError
+from salience_audit.jsonsafe import json_safe
 from salience_audit.models.audit_model import MODEL_FILE, RUN_FILE
 
 __all__ = [
@@ -62,13 +62,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def _json_value(value: Any) -> Any:
-    """NaN / inf floats become ``null`` so that the JSON is standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_log(run_dir: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write the epoch log as ``log.csv`` (missing values empty) and ``log.json`` (null)."""
     run_dir = Path(run_dir)
@@ -76,15 +69,15 @@ def write_log(run_dir: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(LOG_COLUMNS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if _json_value(row.get(k)) is None else row[k]) for k in LOG_COLUMNS})
+        writer.writerow({k: ("" if json_safe(row.get(k)) is None else row[k]) for k in LOG_COLUMNS})
     atomic_write_text(run_dir / LOG_CSV, buf.getvalue())
-    clean = [{k: _json_value(row.get(k)) for k in LOG_COLUMNS} for row in rows]
+    clean = [{k: json_safe(row.get(k)) for k in LOG_COLUMNS} for row in rows]
     atomic_write_text(run_dir / LOG_JSON, json.dumps(clean, indent=1) + "\n")
 
 
 def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> None:
     """Write ``run.json`` atomically."""
-    clean = {k: _json_value(v) for k, v in info.items()}
+    clean = {k: json_safe(v) for k, v in info.items()}
     atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(clean, indent=2, sort_keys=True) + "\n")
 
 

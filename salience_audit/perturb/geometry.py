@@ -12,7 +12,7 @@ Every variant acts on the last two dimensions, so one object transforms images
   edge-padding by |d| and cropping back to H x W;
 - ``rot90_cw`` and ``rot90_ccw``: ``torch.rot90`` with k = -1 and k = +1 on the last two dims.
 
-Equivariance compares U(S(T x)) with T(U(S(x))); :func:`equivariance_pair` builds the pair.
+Equivariance compares U(S(T x)) with T(U(S(x))) (:mod:`salience_audit.measures.equivariance`).
 """
 
 from __future__ import annotations
@@ -137,20 +137,3 @@ def geometric_variants(input_size: int) -> list[GeometricVariant]:
     variants.append(GeometricVariant("rot90_cw", "rot90", {"k": -1}))
     variants.append(GeometricVariant("rot90_ccw", "rot90", {"k": 1}))
     return variants
-
-
-def equivariance_pair(
-    maps_up_of_variant: Tensor, maps_up_clean: Tensor, variant: GeometricVariant
-) -> tuple[Tensor, Tensor]:
-    """The two maps the equivariance measure compares: (U(S(T x)), T(U(S(x)))).
-
-    ``maps_up_of_variant`` are the upscaled maps of the transformed images, ``maps_up_clean``
-    those of the clean images (both ``[B, H, W]`` at input resolution).
-    """
-    transformed_clean = variant.apply(maps_up_clean)
-    if transformed_clean.shape != maps_up_of_variant.shape:
-        raise ValueError(
-            f"{variant.name}: map of the transformed image has shape {tuple(maps_up_of_variant.shape)} "
-            f"but the transformed clean map has shape {tuple(transformed_clean.shape)}"
-        )
-    return maps_up_of_variant, transformed_clean

@@ -74,3 +74,10 @@ def fmt_p(p: Any) -> str:
 def fmt_pct(x: Any, digits: int = 1) -> str:
     """A fraction as a percentage (``0.953`` -> ``95.3%``)."""
     return f"{100 * float(x):.{digits}f}%" if is_number(x) else MISSING
+
+
+def direction_text(direction: str | None) -> str:
+    """Human wording of a better direction (``lower`` / ``higher`` / ``zero`` / None)."""
+    return {"lower": "lower is better", "higher": "higher is better", "zero": "closer to 0 is better"}.get(
+        direction or "", "descriptive (no better direction)"
+    )

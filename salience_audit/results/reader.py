@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from salience_audit.errors import InputError
+from salience_audit.progress import progress_bar
 from salience_audit.results.fingerprint import AUDIT_ID_KEY, FINGERPRINT_KEY, read_stamp
 from salience_audit.results.schema import CORE_COLUMNS, CORE_STRING_COLUMNS, PAIR_SEPARATOR
 from salience_audit.results.store import ResultStore
@@ -368,7 +369,10 @@ def iter_result_chunks(
     ``measures`` keeps only those measures' rows (a pyarrow filter).
     """
     filters = [("measure", "in", list(measures))] if measures else None
-    for unit in plan_units(result_files(out_dir)):
+    files = result_files(out_dir)
+    bar = progress_bar(total=len(files), desc="reading results", unit="shard", leave=False)  # closed when done/dropped
+    for unit in plan_units(files):
+        bar.update(len(unit))
         if len(unit) == 1:
             table = read_shard(unit[0], filters)
         else:
@@ -380,3 +384,4 @@ def iter_result_chunks(
         for a, b in itertools.pairwise(bounds):
             yield table_rows(table.slice(a, b - a))
         del table
+    bar.close()

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from salience_audit.atomic import atomic_write
 from salience_audit.errors import OutputWriteError
+from salience_audit.jsonsafe import json_safe
 from salience_audit.results.schema import ROW_SCHEMA, RowBuffer
 
 
@@ -41,8 +42,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write strict JSON (no NaN / Infinity) atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False, default=_json_default) + "\n")
+    """Write strict JSON atomically: :func:`salience_audit.jsonsafe.json_safe` of ``obj`` (NaN / infinity -> null)."""
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
@@ -53,18 +54,6 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
             np.savez_compressed(fh, **arrays)
 
     _atomic_write(Path(path), write)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 class ResultStore:

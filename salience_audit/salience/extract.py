@@ -49,6 +49,7 @@ from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
 
 from salience_audit.errors import InputError, ModelError
 from salience_audit.models.audit_model import AuditModel
+from salience_audit.models.scores import synthetic_probability
 from salience_audit.salience.cam import CamHook, class_activation_maps
 from salience_audit.salience.forward import (
     FORWARD_METHODS,
@@ -152,11 +153,11 @@ class SalienceOutput:
     @property
     def scores(self) -> Tensor:
         """Probability of class 1 ("Synthetic"): ``softmax(logits)[:, 1]``."""
-        return torch.softmax(self.logits.detach().float(), dim=1)[:, 1]
+        return synthetic_probability(self.logits)
 
 
 @contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
+def eval_mode(module: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode; restore each one's own flag afterwards.
 
     A model already in eval mode throughout (the audit's case) is left untouched: walking
@@ -344,7 +345,7 @@ class SalienceExtractor:
         self, x01: Tensor, target: Tensor | Sequence[int] | None, create_graph: bool = False
     ) -> SalienceOutput:
         # Gradient methods need autograd even when called under no_grad / inference_mode.
-        with torch.inference_mode(False), _eval_mode(self.model):
+        with torch.inference_mode(False), eval_mode(self.model):
             x = self._prepare(x01)
             if self.explainer is not None:
                 return self._custom(x, target)
@@ -376,7 +377,7 @@ class SalienceExtractor:
         key = self._verdict_key
         if self.path == "auto" and verdicts.get(key) is not None:
             return None
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             x = self._prepare(x01)
             try:
                 raw, logits, t = self._forward(x, lambda lg: self._resolve_target(lg, target))

@@ -56,6 +56,17 @@ def upscale(maps: Tensor, size: int | tuple[int, int]) -> Tensor:
     return up.clamp_(0.0, 1.0)
 
 
+def downscale(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Area-averaging resize of ``[B, H, W]`` maps to ``size`` (``F.interpolate(mode="area")``).
+
+    Used for human annotation maps, read at a multiple of the salience map size and brought
+    down to it; the dtype is kept. A map already at ``size`` is returned as it is.
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return torch.nn.functional.interpolate(maps.unsqueeze(1), size=tuple(size), mode="area").squeeze(1)
+
+
 _MATRICES: dict[tuple[int, int, str], Tensor] = {}
 
 

@@ -8,11 +8,13 @@ default 0.5 this is exactly the argmax of a two-class softmax (a tie goes to Rea
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
 from torch import Tensor
+
+from salience_audit.stats.samples import ValueSample
 
 
 def _as_array(values: Iterable[float] | np.ndarray | Tensor) -> np.ndarray:
@@ -79,3 +81,67 @@ def detection_metrics(
         "n_real": float(n_real),
         "n_synthetic": float(n_syn),
     }
+
+
+class DetectionState:
+    """Labelled scores of one run on one dataset: counts at the threshold, scores per class."""
+
+    __slots__ = ("flagged", "missed", "neg", "pos", "threshold")
+
+    def __init__(self, capacity: int | None, seed: int, threshold: float) -> None:
+        self.threshold = threshold
+        self.missed = 0  # Synthetic (1) images with score <= threshold (classified Real)
+        self.flagged = 0  # Real (0) images with score > threshold (classified Synthetic)
+        self.pos = ValueSample(capacity, seed)
+        self.neg = ValueSample(capacity, seed + 1)
+
+    def update(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        pos, neg = scores[labels == 1], scores[labels == 0]
+        self.missed += int(np.sum(pos <= self.threshold))
+        self.flagged += int(np.sum(neg > self.threshold))
+        self.pos.update(pos)
+        self.neg.update(neg)
+
+    @classmethod
+    def merged(cls, parts: Sequence[DetectionState], capacity: int | None, seed: int) -> DetectionState:
+        out = cls(capacity, seed, parts[0].threshold)
+        out.missed = sum(p.missed for p in parts)
+        out.flagged = sum(p.flagged for p in parts)
+        out.pos = ValueSample.merged([p.pos for p in parts], capacity, seed)
+        out.neg = ValueSample.merged([p.neg for p in parts], capacity, seed + 1)
+        return out
+
+    @property
+    def exact(self) -> bool:
+        return self.pos.exact and self.neg.exact
+
+    def metrics(self) -> dict[str, float]:
+        """:func:`detection_metrics` of every score when held, else from the exact counts and sampled ROC-AUC.
+
+        With n_1 Synthetic and n_0 Real images, m missed Synthetic and f flagged Real ones:
+        accuracy = (n - m - f) / n, APCER = m / n_1, BPCER = f / n_0, ACER = (APCER + BPCER) / 2;
+        the ROC-AUC is that of the two class samples (the AUC does not depend on the class ratio).
+        """
+        pos, neg = self.pos.values(), self.neg.values()
+        scores = np.concatenate([pos, neg])
+        labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
+        if self.exact:
+            return detection_metrics(scores, labels, threshold=self.threshold)
+        n_syn, n_real = self.pos.n, self.neg.n
+        n = n_syn + n_real
+        nan = float("nan")
+        apcer = self.missed / n_syn if n_syn else nan
+        bpcer = self.flagged / n_real if n_real else nan
+        return {
+            "accuracy": (n - self.missed - self.flagged) / n if n else nan,
+            "roc_auc": roc_auc(scores, labels),
+            "apcer": apcer,
+            "bpcer": bpcer,
+            "acer": (apcer + bpcer) / 2.0,
+            "n": float(n),
+            "n_real": float(n_real),
+            "n_synthetic": float(n_syn),
+        }
+
+    def stored(self) -> int:
+        return self.pos.stored() + self.neg.stored()

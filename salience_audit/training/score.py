@@ -19,6 +19,7 @@ from salience_audit.progress import bar_disable
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
 from salience_audit.models.audit_model import AuditModel
+from salience_audit.models.scores import synthetic_probability
 from salience_audit.schema import Count, DeviceName, NonNegative, Probability
 from salience_audit.stats.detection import detection_metrics
 
@@ -67,7 +68,7 @@ def score_samples(
     preds: list[torch.Tensor] = []
     for batch in tqdm(loader, desc=f"score {model.name}", disable=bar_disable(progress), unit="batch"):
         logits = model(batch["image"].to(dev, non_blocking=True))
-        scores.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+        scores.append(synthetic_probability(logits).cpu())
         preds.append(logits.argmax(dim=1).cpu())
     model.train(was_training)
     score = torch.cat(scores).double().numpy() if scores else []

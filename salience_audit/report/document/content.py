@@ -11,6 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from salience_audit.measures.entropy import ENTROPY_NORM
+from salience_audit.measures.noise_reaction import CURVES as NOISE_CURVES
+from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.profiles import DEFAULT_PROFILE, DESCRIPTIONS
 from salience_audit.report.document.blocks import (
     Block,
@@ -33,11 +36,20 @@ from salience_audit.report.document.tables import (
     tests_table,
     variant_table,
 )
-from salience_audit.report.formatting import MISSING, fmt_ci, fmt_int, fmt_num, fmt_p, fmt_pct, is_number
+from salience_audit.report.formatting import (
+    MISSING,
+    direction_text,
+    fmt_ci,
+    fmt_int,
+    fmt_num,
+    fmt_p,
+    fmt_pct,
+    is_number,
+)
 from salience_audit.report.summary import selection as selection_mod
 from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.curves import noise_amount
-from salience_audit.report.summary.measure_info import MEASURES, NOISE_CURVES, direction_text, info, section
+from salience_audit.report.summary.describe import described_outputs, extra_sections, info, known, section
 
 Summary = Mapping[str, Any]
 
@@ -101,7 +113,7 @@ def measure_blocks(summary: Summary, measure: str, variants: Sequence[str] = (""
     present = [v for v in variants if has_measure(summary, measure, v)]
     if not present:
         return []
-    if measure in MEASURES and not info(measure).primary and level == 3:
+    if known(measure) and not info(measure).primary and level == 3:
         return [Details(f"{info(measure).title} (secondary)", measure_blocks(summary, measure, variants, level=4))]
     blocks: list[Block] = [Heading(info(measure).title, level, anchor=f"m-{slug(measure)}"), _measure_intro(measure)]
     for v in present:
@@ -270,7 +282,7 @@ def detection_section(summary: Summary, figs: _Figures) -> Section | None:
 
 def entropy_section(summary: Summary, figs: _Figures) -> Section | None:
     """(a) Salience entropy."""
-    blocks = measure_blocks(summary, "entropy_norm")
+    blocks = measure_blocks(summary, ENTROPY_NORM)
     blocks += figs.block("entropy_distribution")
     blocks += measure_blocks(summary, "entropy") + measure_blocks(summary, "spatial_entropy")
     return _section("entropy", blocks)
@@ -325,7 +337,7 @@ def out_of_set_blocks(summary: Summary, figs: _Figures) -> list[Block]:
 def noise_section(summary: Summary, figs: _Figures) -> Section | None:
     """(b) Reaction to out-of-set samples: noise curves and user-given out-of-set datasets."""
     blocks: list[Block] = []
-    for measure in ("noise_auc_ssim", "noise_auc_score", "noise_auc_entropy"):
+    for measure in ("noise_auc_ssim", "noise_auc_score", "noise_auc_entropy", "noise_auc_correct"):
         blocks += measure_blocks(summary, measure)
     blocks += figs.block("noise_curves")
     curve_tables: list[Block] = []
@@ -360,7 +372,7 @@ def transforms_section(summary: Summary, figs: _Figures) -> Section | None:
 
 def stability_section(summary: Summary, figs: _Figures) -> Section | None:
     """(d) Stability across training runs."""
-    blocks = measure_blocks(summary, "stability_ssim")
+    blocks = measure_blocks(summary, STABILITY_SSIM)
     blocks += figs.block("stability_matrix") + figs.block("stability_distribution")
     blocks += measure_blocks(summary, "stability_spearman") + measure_blocks(summary, "stability_iou")
     single = [g for g, runs in ((summary.get("audit") or {}).get("groups") or {}).items() if len(runs or []) < 2]
@@ -396,9 +408,19 @@ def human_section(summary: Summary, figs: _Figures) -> Section | None:
     return _section("human", blocks)
 
 
+def measure_section(summary: Summary, key: str) -> Section | None:
+    """The section of a measure the report has no dedicated layout for (a user measure): each output's tables."""
+    blocks: list[Block] = []
+    for out in described_outputs():
+        if out.section == key:
+            variants = sorted({r["variant"] for r in summary["stats"] if r["measure"] == out.name})
+            blocks += measure_blocks(summary, out.name, variants)
+    return _section(key, blocks)
+
+
 def other_section(summary: Summary) -> Section | None:
     """Measures this report does not know, shown generically."""
-    unknown = sorted({r["measure"] for r in summary["stats"]} - set(MEASURES) - {"score"})
+    unknown = sorted(m for m in {r["measure"] for r in summary["stats"]} - {"score"} if not known(m))
     blocks: list[Block] = []
     for measure in unknown:
         variants = sorted({r["variant"] for r in summary["stats"] if r["measure"] == measure})
@@ -445,7 +467,7 @@ def selection_section(summary: Summary, figs: _Figures) -> Section | None:
             _ranked(r.get("accuracy"), r.get("rank_accuracy"), pct=True),
             Cell(fmt_pct(r.get("test_accuracy")), "num"),
             _ranked(r.get("auc"), r.get("rank_auc")),
-            _ranked(r.get("entropy_norm"), r.get("rank_entropy_norm")),
+            _ranked(r.get(ENTROPY_NORM), r.get("rank_entropy_norm")),
             _ranked(r.get("stability"), r.get("rank_stability")),
             _ranked(r.get("equivariance"), r.get("rank_equivariance")),
             _ranked(r.get("faithfulness"), r.get("rank_faithfulness")),
@@ -543,6 +565,7 @@ def build_document(
         stability_section(summary, figs),
         degradation_section(summary, figs),
         human_section(summary, figs),
+        *(measure_section(summary, key) for key in extra_sections()),
         other_section(summary),
         gallery_section(summary, figs, gallery_items),
         selection_section(summary, figs),

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from salience_audit.report.document.blocks import Cell, Table
-from salience_audit.report.formatting import MISSING, fmt_ci, fmt_int, fmt_num, fmt_p, is_number
+from salience_audit.report.formatting import MISSING, direction_text, fmt_ci, fmt_int, fmt_num, fmt_p, is_number
 from salience_audit.report.summary.aggregate import POOLED
-from salience_audit.report.summary.measure_info import direction_text, info
+from salience_audit.report.summary.describe import info
 
 Summary = Mapping[str, Any]
 

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from salience_audit.measures.entropy import ENTROPY_NORM
+from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.report.document.blocks import FigureOut
 from salience_audit.report.render.forest import forest_plot
 from salience_audit.report.render.gallery import gallery_figures, mean_map_figure
@@ -32,11 +34,11 @@ from salience_audit.report.render.plotstyle import (
     to_png,
 )
 from salience_audit.report.summary.aggregate import POOLED
-from salience_audit.report.summary.measure_info import info
+from salience_audit.report.summary.describe import info
 
 Summary = Mapping[str, Any]
 
-VALUE_MEASURES: tuple[str, ...] = ("entropy_norm", "stability_ssim")
+VALUE_MEASURES: tuple[str, ...] = (ENTROPY_NORM, STABILITY_SSIM)
 """Measures whose per-image values the figures draw (the ``values`` table needs only these)."""
 
 
@@ -62,7 +64,7 @@ def _real_datasets(summary: Summary, values: pd.DataFrame | None = None) -> list
 
 def entropy_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut | None:
     """Violins of per-image normalised entropy, per dataset (x) and group (colour), with mean and 95% CI."""
-    sel = values[(values["measure"] == "entropy_norm") & (values["variant"] == "") & (values["dataset"] != POOLED)]
+    sel = values[(values["measure"] == ENTROPY_NORM) & (values["variant"] == "") & (values["dataset"] != POOLED)]
     sel = sel[np.isfinite(sel["value"].to_numpy())]
     if sel.empty:
         return None
@@ -74,7 +76,7 @@ def entropy_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut | 
     ax = fig.add_subplot()
     width = 0.8 / len(groups)
     means = {(r["group"], r["dataset"]): r for r in summary["stats"]
-             if r["measure"] == "entropy_norm" and r["variant"] == ""}
+             if r["measure"] == ENTROPY_NORM and r["variant"] == ""}
     for k, group in enumerate(groups):
         for j, ds in enumerate(datasets):
             vals = sel[(sel["group"] == group) & (sel["dataset"] == ds)]["value"].to_numpy()
@@ -235,7 +237,7 @@ def stability_matrix(summary: Summary) -> FigureOut | None:
 def stability_distribution(summary: Summary, values: pd.DataFrame) -> FigureOut | None:
     """Histogram of the per-image mean SSIM over run pairs, one colour per group."""
     dataset = summary.get("headline_dataset")
-    sel = values[(values["measure"] == "stability_ssim") & (values["variant"] == "") & (values["dataset"] == dataset)]
+    sel = values[(values["measure"] == STABILITY_SSIM) & (values["variant"] == "") & (values["dataset"] == dataset)]
     sel = sel[np.isfinite(sel["value"].to_numpy())]
     if sel.empty:
         return None
@@ -349,7 +351,7 @@ def out_of_set_entropy(summary: Summary, values: pd.DataFrame) -> FigureOut | No
     out_sets = summary.get("out_of_set", [])
     if not out_sets:
         return None
-    sel = values[(values["measure"] == "entropy_norm") & (values["variant"] == "") & (values["dataset"] != POOLED)]
+    sel = values[(values["measure"] == ENTROPY_NORM) & (values["variant"] == "") & (values["dataset"] != POOLED)]
     sel = sel[np.isfinite(sel["value"].to_numpy())]
     groups = [g for g in summary["groups"] if not sel[(sel["group"] == g) & sel["dataset"].isin(out_sets)].empty]
     if not groups:
@@ -405,7 +407,7 @@ def selection_scatter(summary: Summary) -> FigureOut | None:
     """Accuracy vs entropy and vs stability, one point per run coloured by group."""
     sel = summary.get("selection", {})
     rows = sel.get("rows", [])
-    panels = [(c, lab) for c, lab in (("entropy_norm", "normalised salience entropy\n(lower = more focused)"),
+    panels = [(c, lab) for c, lab in ((ENTROPY_NORM, "normalised salience entropy\n(lower = more focused)"),
                                       ("stability", "mean SSIM to the\ngroup's other runs"),
                                       ("equivariance", "equivariance\n(SSIM, all transformations)"))
               if sum(r.get(c) is not None and r.get("accuracy") is not None for r in rows) >= 2]

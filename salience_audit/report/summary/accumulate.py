@@ -1,12 +1,13 @@
 """Bounded-memory aggregation of an audit's per-sample rows: the engine behind the summary.
 
-The result folder is read one shard file at a time (shards that share images are read
-together, see :func:`plan_units`), in chunks that never split an image of a group (see
-:func:`chunk_bounds`), and every chunk is folded into fixed-size accumulators by
-:meth:`AuditAccumulator.add`. Nothing proportional to the number of images is kept except:
+The result folder is read one shard file at a time by
+:func:`salience_audit.results.reader.iter_result_chunks` (shards that share images read
+together, chunks that never split an image of a group), and every chunk is folded into
+fixed-size accumulators by :meth:`AuditAccumulator.add` (the per-key aggregates are in
+:mod:`salience_audit.stats.samples`, the detection state in :mod:`salience_audit.stats.detection`). Nothing proportional to the number of images is kept except:
 
 - per (measure, variant, group, dataset) of per-image group values (each image's value
-  averaged over the group's runs, or run pairs): a :class:`ValueSample` - exact count,
+  averaged over the group's runs, or run pairs): a :class:`~salience_audit.stats.samples.ValueSample` - exact count,
   mean and M2 (:class:`~salience_audit.stats.streaming.StreamingMoments`) plus the values
   themselves while there are at most ``capacity`` of them, a uniform
   :class:`~salience_audit.stats.streaming.Reservoir` of ``capacity`` values after that;
@@ -46,17 +47,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from salience_audit.measures.degradation import DEGRADE_ACCURACY_CHANGE, DEGRADE_FAITHFULNESS, DEGRADE_TRUE_SCORE_DROP
+from salience_audit.measures.entropy import ENTROPY_NORM
+from salience_audit.measures.equivariance import TRANSFORM_MEASURES
+from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.report.summary import aggregate
 from salience_audit.report.summary.aggregate import POOLED
-from salience_audit.report.summary.derived import TRANSFORM_MEASURES, derive_rows
+from salience_audit.report.summary.derived import derive_rows
+from salience_audit.report.summary.describe import pairwise_measures
 from salience_audit.report.summary.detection import image_scores
 from salience_audit.report.summary.families import REFERENCE_GROUPS
-from salience_audit.report.summary.measure_info import PAIRWISE_MEASURES
 from salience_audit.report.summary.outofset import shift_record
 from salience_audit.results.reader import CHUNK_ROWS, iter_result_chunks
 from salience_audit.stats.compare import compare_groups
-from salience_audit.stats.detection import detection_metrics, roc_auc
-from salience_audit.stats.streaming import Reservoir, StreamingMoments
+from salience_audit.stats.detection import DetectionState
+from salience_audit.stats.samples import ChunkMoments, IndexRanges, ValueSample
 
 DEFAULT_CAPACITY = 50_000
 """Values kept per sample (per-image values of one measure, variant, group and dataset)."""
@@ -66,8 +71,9 @@ Z95 = 1.959963984540054
 
 GROUP_KEY = ["measure", "variant", "group", "dataset"]
 RUN_KEY = ["measure", "variant", "group", "run", "dataset"]
-_FAITH = "degrade_faithfulness"
-_DERIVED_SEGMENT = {"degrade_accuracy_change": 2, "degrade_true_score_drop": 3, _FAITH: 4}
+_FAITH = DEGRADE_FAITHFULNESS
+_DERIVED_SEGMENT = {DEGRADE_ACCURACY_CHANGE: 2, DEGRADE_TRUE_SCORE_DROP: 3, _FAITH: 4}
+"""Order of the derived parts (transforms ``all`` is part 1; a user measure's derived rows come last)."""
 
 Key = tuple
 
@@ -83,300 +89,6 @@ def _key_seed(seed: int, key: Key) -> int:
     """A reservoir seed that depends on the summary seed and the key only (not on reading order)."""
     digest = hashlib.blake2b(repr((seed, key)).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
-
-
-# ----------------------------------------------------------------------------- samples
-
-
-class ValueSample:
-    """Exact count / mean / std of a stream of values, and the values up to ``capacity``.
-
-    Only finite values count (as in ``describe``: NaN and +-inf are left out); ``rows``
-    counts every value offered. While at most ``capacity`` finite values have arrived they
-    are all kept, in arrival order (:attr:`exact`); the next one turns the sample into a
-    uniform :class:`Reservoir` of ``capacity`` values (bottom-k with random keys; incoming
-    values are buffered and folded in ``capacity`` at a time, which does not change the
-    distribution). With ``keep=False`` the sample is dropped instead (only the moments go
-    on): used for pooled samples that can be rebuilt by merging. ``capacity=None`` keeps
-    every value.
-    """
-
-    __slots__ = (
-        "_buf",
-        "_held",
-        "_n_pending",
-        "_pending",
-        "capacity",
-        "dropped",
-        "keep",
-        "moments",
-        "reservoir",
-        "rows",
-        "seed",
-    )
-
-    def __init__(self, capacity: int | None, seed: int = 0, keep: bool = True) -> None:
-        if capacity is not None and capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self.capacity = capacity
-        self.seed = seed
-        self.keep = keep
-        self.moments = StreamingMoments()
-        self.rows = 0
-        self._buf = np.empty(0, dtype=np.float64)
-        self._held = 0
-        self._pending: list[np.ndarray] = []
-        self._n_pending = 0
-        self.reservoir: Reservoir | None = None
-        self.dropped = False
-
-    @property
-    def n(self) -> int:
-        """Number of finite values seen (exact)."""
-        return self.moments.count
-
-    @property
-    def exact(self) -> bool:
-        """True while every finite value is held."""
-        return self.reservoir is None and not self.dropped
-
-    def update(self, values: np.ndarray) -> None:
-        """Offer a batch of values (float64, any)."""
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        self.rows += int(values.size)
-        vals = values[np.isfinite(values)]
-        if vals.size == 0:
-            return
-        self.moments.update(vals)
-        if self.dropped:
-            return
-        if self.reservoir is not None:
-            self._pending.append(vals)
-            self._n_pending += int(vals.size)
-            if self._n_pending >= self.capacity:
-                self._flush()
-            return
-        if self.capacity is None or self._held + vals.size <= self.capacity:
-            self._append(vals)
-            return
-        if not self.keep:
-            self._buf, self._held, self.dropped = np.empty(0, dtype=np.float64), 0, True
-            return
-        self.reservoir = Reservoir(self.capacity, self.seed)
-        self.reservoir.update(np.concatenate([self._buf[: self._held], vals]))
-        self._buf, self._held = np.empty(0, dtype=np.float64), 0
-
-    def _append(self, vals: np.ndarray) -> None:
-        need = self._held + vals.size
-        if need > self._buf.size:
-            size = max(need, 2 * self._buf.size, 16)
-            if self.capacity is not None:
-                size = min(size, self.capacity)
-            grown = np.empty(size, dtype=np.float64)
-            grown[: self._held] = self._buf[: self._held]
-            self._buf = grown
-        self._buf[self._held : need] = vals
-        self._held = need
-
-    def _flush(self) -> None:
-        if self._pending and self.reservoir is not None:
-            self.reservoir.update(np.concatenate(self._pending))
-            self._pending, self._n_pending = [], 0
-
-    def values(self) -> np.ndarray:
-        """Every finite value in arrival order (exact), else the reservoir's sample (a copy)."""
-        if self.dropped:
-            raise ValueError("a dropped sample has no values")
-        if self.reservoir is not None:
-            self._flush()
-            return self.reservoir.values
-        return self._buf[: self._held].copy()
-
-    def as_reservoir(self) -> Reservoir:
-        """The sample as a reservoir of ``capacity`` values (for merging)."""
-        if self.reservoir is not None:
-            self._flush()
-            return self.reservoir
-        res = Reservoir(self.capacity or max(self._held, 1), self.seed)
-        res.update(self._buf[: self._held])
-        return res
-
-    def stored(self) -> int:
-        """Numbers held (values, reservoir keys, buffered values): the sample's memory in float64s."""
-        held = self._buf.size + self._n_pending
-        if self.reservoir is not None:
-            held += 2 * len(self.reservoir)
-        return int(held)
-
-    @classmethod
-    def merged(cls, parts: Sequence[ValueSample], capacity: int | None, seed: int) -> ValueSample:
-        """One sample of the concatenated streams (exact when all are and they fit, else a merged reservoir)."""
-        if len(parts) == 1:
-            return parts[0]
-        out = cls(capacity, seed)
-        for part in parts:
-            out.moments = out.moments.merge(part.moments)
-            out.rows += part.rows
-        if all(p.exact for p in parts) and (capacity is None or sum(p._held for p in parts) <= capacity):
-            for part in parts:
-                out._append(part._buf[: part._held])
-            return out
-        reservoir: Reservoir | None = None
-        for part in parts:
-            if part.n == 0:
-                continue
-            res = part.as_reservoir()
-            reservoir = res if reservoir is None else reservoir.merge(res)
-        out.reservoir = reservoir if reservoir is not None else Reservoir(capacity or 1, seed)
-        return out
-
-
-class DetectionState:
-    """Labelled scores of one run on one dataset: counts at the threshold, scores per class."""
-
-    __slots__ = ("flagged", "missed", "neg", "pos", "threshold")
-
-    def __init__(self, capacity: int | None, seed: int, threshold: float) -> None:
-        self.threshold = threshold
-        self.missed = 0  # Synthetic (1) images with score <= threshold (classified Real)
-        self.flagged = 0  # Real (0) images with score > threshold (classified Synthetic)
-        self.pos = ValueSample(capacity, seed)
-        self.neg = ValueSample(capacity, seed + 1)
-
-    def update(self, scores: np.ndarray, labels: np.ndarray) -> None:
-        pos, neg = scores[labels == 1], scores[labels == 0]
-        self.missed += int(np.sum(pos <= self.threshold))
-        self.flagged += int(np.sum(neg > self.threshold))
-        self.pos.update(pos)
-        self.neg.update(neg)
-
-    @classmethod
-    def merged(cls, parts: Sequence[DetectionState], capacity: int | None, seed: int) -> DetectionState:
-        out = cls(capacity, seed, parts[0].threshold)
-        out.missed = sum(p.missed for p in parts)
-        out.flagged = sum(p.flagged for p in parts)
-        out.pos = ValueSample.merged([p.pos for p in parts], capacity, seed)
-        out.neg = ValueSample.merged([p.neg for p in parts], capacity, seed + 1)
-        return out
-
-    @property
-    def exact(self) -> bool:
-        return self.pos.exact and self.neg.exact
-
-    def metrics(self) -> dict[str, float]:
-        """:func:`detection_metrics` of every score when held, else from the exact counts and sampled ROC-AUC.
-
-        With n_1 Synthetic and n_0 Real images, m missed Synthetic and f flagged Real ones:
-        accuracy = (n - m - f) / n, APCER = m / n_1, BPCER = f / n_0, ACER = (APCER + BPCER) / 2;
-        the ROC-AUC is that of the two class samples (the AUC does not depend on the class ratio).
-        """
-        pos, neg = self.pos.values(), self.neg.values()
-        scores = np.concatenate([pos, neg])
-        labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
-        if self.exact:
-            return detection_metrics(scores, labels, threshold=self.threshold)
-        n_syn, n_real = self.pos.n, self.neg.n
-        n = n_syn + n_real
-        nan = float("nan")
-        apcer = self.missed / n_syn if n_syn else nan
-        bpcer = self.flagged / n_real if n_real else nan
-        return {
-            "accuracy": (n - self.missed - self.flagged) / n if n else nan,
-            "roc_auc": roc_auc(scores, labels),
-            "apcer": apcer,
-            "bpcer": bpcer,
-            "acer": (apcer + bpcer) / 2.0,
-            "n": float(n),
-            "n_real": float(n_real),
-            "n_synthetic": float(n_syn),
-        }
-
-    def stored(self) -> int:
-        return self.pos.stored() + self.neg.stored()
-
-
-class IndexRanges:
-    """A set of image indices kept as sorted disjoint ranges ``[start, stop)``.
-
-    Shards hold contiguous ranges of images, so this stays a handful of ranges per
-    dataset (one more per gap, e.g. a rejected image).
-    """
-
-    __slots__ = ("starts", "stops")
-
-    def __init__(self) -> None:
-        self.starts = np.empty(0, dtype=np.int64)
-        self.stops = np.empty(0, dtype=np.int64)
-
-    def add(self, indices: np.ndarray) -> None:
-        idx = np.unique(np.asarray(indices, dtype=np.int64))
-        if idx.size == 0:
-            return
-        breaks = np.flatnonzero(np.diff(idx) != 1)
-        starts = np.concatenate([self.starts, idx[np.r_[0, breaks + 1]]])
-        stops = np.concatenate([self.stops, idx[np.r_[breaks, idx.size - 1]] + 1])
-        order = np.argsort(starts, kind="stable")
-        starts, reach = starts[order], np.maximum.accumulate(stops[order])
-        new = np.r_[True, starts[1:] > reach[:-1]]  # touching ranges merge
-        last = np.r_[np.flatnonzero(new)[1:] - 1, starts.size - 1]
-        self.starts, self.stops = starts[new], reach[last]
-
-    def __len__(self) -> int:
-        return int(np.sum(self.stops - self.starts))
-
-    def stored(self) -> int:
-        return int(self.starts.size + self.stops.size)
-
-
-class ChunkMoments:
-    """Count, mean and standard deviation of a stream, fed with per-chunk pandas aggregates.
-
-    Chunks merge with Chan et al.'s formula (:meth:`StreamingMoments.merge`); while only
-    one chunk has arrived, mean and std are pandas' own numbers for it, so rows summarised
-    in one piece give exactly the in-memory ``groupby`` results.
-    """
-
-    __slots__ = ("_std", "chunks", "moments")
-
-    def __init__(self) -> None:
-        self.moments = StreamingMoments()
-        self._std = float("nan")
-        self.chunks = 0
-
-    def add(self, count: int, mean: float, std: float) -> None:
-        """Fold in one chunk's count, mean and std (ddof 1; NaN for one value) of its non-NaN values."""
-        count = int(count)
-        if count == 0:
-            return
-        m2 = float(std) ** 2 * (count - 1) if count > 1 else 0.0
-        self.moments = self.moments.merge(StreamingMoments(count, float(mean), m2))
-        self._std = float(std) if count > 1 else float("nan")
-        self.chunks += 1
-
-    @classmethod
-    def merged(cls, parts: Sequence[ChunkMoments]) -> ChunkMoments:
-        live = [p for p in parts if p.chunks]
-        if len(live) == 1:
-            return live[0]
-        out = cls()
-        for part in live:
-            out.moments = out.moments.merge(part.moments)
-            out.chunks += part.chunks
-        return out
-
-    @property
-    def count(self) -> int:
-        return self.moments.count
-
-    @property
-    def mean(self) -> float:
-        return float(self.moments.mean) if self.count else float("nan")
-
-    @property
-    def std(self) -> float:
-        if self.chunks == 1:
-            return self._std
-        return self.moments.std
 
 
 def _chunk_moments(store: dict[Key, ChunkMoments], key: Key) -> ChunkMoments:
@@ -555,7 +267,7 @@ class AuditAccumulator:
                 _chunk_moments(self._rpooled, (part, *key)).add(count, mean, std)
 
     def _add_pairs(self, rows: pd.DataFrame) -> None:
-        sel = rows[rows["measure"].isin(PAIRWISE_MEASURES) & rows["run"].str.contains("|", regex=False)]
+        sel = rows[rows["measure"].isin(pairwise_measures()) & rows["run"].str.contains("|", regex=False)]
         if sel.empty:
             return
         agg = sel.groupby(["measure", "group", "dataset", "run"], sort=False)["value"].agg(["count", "mean"])
@@ -578,7 +290,7 @@ class AuditAccumulator:
             out.update({k: ChunkMoments.merged(v).mean for k, v in parts.items()})
         return out
 
-    def _add_stability(self, rows: pd.DataFrame, measure: str = "stability_ssim") -> None:
+    def _add_stability(self, rows: pd.DataFrame, measure: str = STABILITY_SSIM) -> None:
         sel = rows[(rows["measure"] == measure) & rows["run"].str.contains("|", regex=False)]
         if sel.empty:
             return
@@ -842,7 +554,7 @@ class AuditAccumulator:
         return ValueSample.merged(pieces, self.capacity, _key_seed(self.seed, (measure, variant, group, "in-set")))
 
     def entropy_shift(
-        self, in_set: Sequence[str], out_of_set: Sequence[str], groups: Sequence[str], measure: str = "entropy_norm"
+        self, in_set: Sequence[str], out_of_set: Sequence[str], groups: Sequence[str], measure: str = ENTROPY_NORM
     ) -> list[dict[str, Any]]:
         """:func:`~salience_audit.report.summary.outofset.shift_record` of all in-set images vs each out-of-set dataset.
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salience_audit.report.summary.measure_info import PAIRWISE_MEASURES
+from salience_audit.report.summary.describe import is_pairwise
 from salience_audit.stats.bootstrap import bootstrap_ci
 
 POOLED = "all in-set"
@@ -54,7 +54,8 @@ def image_values(frames: Iterable[pd.DataFrame], unit: str = "group") -> pd.Data
 
 def expand_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows of pairwise measures (run ``"a|b"``) duplicated for run a and run b."""
-    pairwise = frame["measure"].isin(PAIRWISE_MEASURES) & frame["run"].str.contains("|", regex=False)
+    names = [m for m in pd.unique(frame["measure"]) if is_pairwise(str(m))]
+    pairwise = frame["measure"].isin(names) & frame["run"].str.contains("|", regex=False)
     if not pairwise.any():
         return frame
     pairs = frame[pairwise]

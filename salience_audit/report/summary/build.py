@@ -37,6 +37,8 @@ import pandas as pd
 
 from salience_audit import __version__
 from salience_audit.atomic import atomic_write_text
+from salience_audit.jsonsafe import json_safe
+from salience_audit.measures.decision import SCORE
 from salience_audit.profiles import profile_of
 from salience_audit.report.summary import aggregate, curves, detection, outofset, selection
 from salience_audit.report.summary.accumulate import (
@@ -47,11 +49,17 @@ from salience_audit.report.summary.accumulate import (
 )
 from salience_audit.report.summary.aggregate import POOLED
 from salience_audit.report.summary.derived import derive_rows
+from salience_audit.report.summary.describe import (
+    described_outputs,
+    info,
+    known,
+    measure_table,
+    pairwise_measures,
+    remember,
+)
 from salience_audit.report.summary.families import group_families
-from salience_audit.report.summary.measure_info import MEASURES, PAIRWISE_MEASURES, info, measure_table
 from salience_audit.report.summary.runlevel import add_family_level, family_inputs
 from salience_audit.report.summary.verdict import MIN_RUNS, rule_text, verdict
-from salience_audit.results.jsonsafe import json_safe
 from salience_audit.results.reader import (
     load_audit_meta,
     load_mean_maps,
@@ -143,12 +151,12 @@ def _findings(
         return []
     index = _stats_index(stats)
     present = {(r["measure"], r["variant"]) for r in stats if r["dataset"] == dataset}
-    known = [m for m in MEASURES if m != "score"]
-    unknown = sorted({m for m, _ in present} - set(MEASURES))
+    described = [o.name for o in described_outputs() if o.name != SCORE]
+    unknown = sorted({m for m, _ in present} - set(described) - {SCORE})
     out = []
-    for measure in known + unknown:
+    for measure in described + unknown:
         minfo = info(measure)
-        variants = minfo.headline_variants if measure in MEASURES else ("",)
+        variants = minfo.headline_variants if known(measure) else ("",)
         for variant in variants:
             if (measure, variant) not in present:
                 continue
@@ -255,6 +263,7 @@ def summary_from_accumulator(
 ) -> dict[str, Any]:
     """The summary dict (see :func:`summarize`) of rows folded into ``acc``."""
     audit_meta = dict(audit_meta or {})
+    remember(audit_meta)
     min_runs = min_runs_of(audit_meta, min_runs)
     roles = dataset_roles(acc.datasets, audit_meta)
     in_set = [d for d, r in roles.items() if r == "in"]
@@ -264,7 +273,7 @@ def summary_from_accumulator(
 
     stats = acc.group_stats(in_set, n_boot, seed)
     comparisons = acc.group_comparisons(in_set, groups)
-    n_tests = add_family_level(stats, comparisons, family_inputs(acc, in_set, PAIRWISE_MEASURES), PAIRWISE_MEASURES,
+    n_tests = add_family_level(stats, comparisons, family_inputs(acc, in_set, pairwise_measures()), pairwise_measures(),
                                seed)
     _add_verdicts(comparisons, stats, families, min_runs)
     per_run = acc.run_stats(in_set)

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from salience_audit.measures.curve import area_under_curve
+from salience_audit.measures.noise_reaction import CURVES as NOISE_CURVES
+from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.report.formatting import is_number
-from salience_audit.report.summary.measure_info import NOISE_CURVES
 
 
 def noise_amount(variant: str) -> float | None:
@@ -68,7 +69,7 @@ def _run_order(group: str, members: set[str], meta_groups: Mapping[str, Sequence
 def stability_matrices(
     pair_means: Iterable[tuple[tuple[str, str, str], float]],
     meta_groups: Mapping[str, Sequence[str]],
-    measure: str = "stability_ssim",
+    measure: str = STABILITY_SSIM,
 ) -> list[dict[str, Any]]:
     """The N x N matrix of mean ``measure`` between the runs of each group, per dataset (and pooled in-set).
 

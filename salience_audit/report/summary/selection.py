@@ -29,23 +29,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salience_audit.report.summary.families import REFERENCE_GROUPS
+from salience_audit.measures.entropy import ENTROPY_NORM
+from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.report.formatting import is_number
+from salience_audit.report.summary.families import REFERENCE_GROUPS
 
 #: (column, label, better direction)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("accuracy", "Accuracy", "higher"),
     ("auc", "ROC-AUC", "higher"),
-    ("entropy_norm", "Entropy (normalised)", "lower"),
+    (ENTROPY_NORM, "Entropy (normalised)", "lower"),
     ("stability", "Stability (SSIM to other runs)", "higher"),
     ("equivariance", "Equivariance (all)", "higher"),
     ("faithfulness", "Degradation faithfulness", "higher"),
 )
-SALIENCE_COLUMNS: tuple[str, ...] = ("entropy_norm", "stability", "equivariance", "faithfulness")
+SALIENCE_COLUMNS: tuple[str, ...] = (ENTROPY_NORM, "stability", "equivariance", "faithfulness")
 
 _SOURCES = {
-    "entropy_norm": ("entropy_norm", ""),
-    "stability": ("stability_ssim", ""),
+    ENTROPY_NORM: (ENTROPY_NORM, ""),
+    "stability": (STABILITY_SSIM, ""),
     "equivariance": ("equivariance", "all"),
     "faithfulness": ("degrade_faithfulness", ""),
 }

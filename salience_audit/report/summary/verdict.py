@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from salience_audit.measures.base import Output
 from salience_audit.report.formatting import fmt_p, is_number
 from salience_audit.report.summary.families import GUIDED, PLAIN
-from salience_audit.report.summary.measure_info import MeasureInfo
 from salience_audit.stats.runtests import MIN_RUNS
 
 ALPHA = 0.05
@@ -59,7 +59,7 @@ def _better(relation: str, direction: str | None) -> bool | None:
 
 
 def expected_relation(
-    info: MeasureInfo, group_a: str, group_b: str, families: Mapping[str, str | None]
+    info: Output, group_a: str, group_b: str, families: Mapping[str, str | None]
 ) -> tuple[str | None, str | None]:
     """(expected text, expected relation of a to b) from the study, when one group is guided and one plain."""
     if info.study is None:
@@ -84,7 +84,7 @@ def not_enough_runs(n_a: int, n_b: int) -> str:
 
 
 def verdict(
-    info: MeasureInfo,
+    info: Output,
     variant: str,
     comparison: Mapping[str, Any],
     stats_a: Mapping[str, Any],
