@@ -2,7 +2,7 @@
 
     >>> audit = AuditResults("audit/")                      # a folder `salience-audit audit` wrote
     >>> audit.summary()                                     # pandas, one row per measure x variant x group x dataset
-    >>> rows = audit.rows(measure="entropy_norm", dataset="progan")   # lazy: nothing read yet
+    >>> rows = audit.rows(measure=sa.measures.entropy.ENTROPY_NORM, dataset="progan")   # lazy: nothing read yet
     >>> rows.to_table(columns=["group", "run", "value"])   # reads only those columns of matching row groups
 
 ``rows`` returns a :class:`pyarrow.dataset.Dataset` over the finished result shards with the
@@ -68,7 +68,7 @@ class AuditResults:
         Args:
             filters: a pyarrow expression, e.g. ``pc.field("value") > 0.5`` (``import pyarrow.compute as pc``).
             where: column = value (equality) or column = list/tuple/set of values (membership),
-                e.g. ``measure="entropy_norm", group=["xent", "cyborg"]``; combined with AND.
+                e.g. ``measure=ENTROPY_NORM, group=["xent", "cyborg"]`` (names in :mod:`salience_audit.measures`); combined with AND.
 
         Nothing is read until the result is consumed (``.to_table(columns=...)``,
         ``.to_batches()``, ``.count_rows()``, ``.head(n)``, or DuckDB).
