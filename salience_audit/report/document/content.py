@@ -13,6 +13,7 @@ from typing import Any
 
 from salience_audit.measures.entropy import ENTROPY_NORM
 from salience_audit.measures.noise_reaction import CURVES as NOISE_CURVES
+from salience_audit.measures.noise_reaction import NOISE_CORRECT, NOISE_ENTROPY, NOISE_SCORE, NOISE_SSIM
 from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.profiles import DEFAULT_PROFILE, DESCRIPTIONS
 from salience_audit.report.document.blocks import (
@@ -337,7 +338,8 @@ def out_of_set_blocks(summary: Summary, figs: _Figures) -> list[Block]:
 def noise_section(summary: Summary, figs: _Figures) -> Section | None:
     """(b) Reaction to out-of-set samples: noise curves and user-given out-of-set datasets."""
     blocks: list[Block] = []
-    for measure in ("noise_auc_ssim", "noise_auc_score", "noise_auc_entropy", "noise_auc_correct"):
+    for measure in (NOISE_CURVES[NOISE_SSIM], NOISE_CURVES[NOISE_SCORE], NOISE_CURVES[NOISE_ENTROPY],
+                    NOISE_CURVES[NOISE_CORRECT]):
         blocks += measure_blocks(summary, measure)
     blocks += figs.block("noise_curves")
     curve_tables: list[Block] = []
