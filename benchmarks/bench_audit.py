@@ -155,20 +155,25 @@ def bare_gradcam_passes(model: AuditModel, x: Tensor, passes: int) -> None:
         handle.remove()
 
 
-def measure_pass(measure: str, explainers: list[SalienceExtractor], x: Tensor, offset: int) -> Any:
-    """One measure on one batch through its public function (clean pass included), as the audit runs it."""
+def measure_pass(
+    measure: str, explainers: list[SalienceExtractor], x: Tensor, offset: int, batch_size: int | None = None
+) -> Any:
+    """One measure on one batch through its public function (clean pass included), as the audit runs it:
+    image variants packed into salience passes of at most ``batch_size`` images (the audit's batch setting)."""
     labels = torch.arange(offset, offset + x.shape[0], dtype=torch.int64) % 2
     explainer = explainers[0]
     if measure == "entropy":
         return sa.measures.entropy(explainer(x).maps)
     if measure == "noise":
-        return sa.measures.noise_reaction(explainer, x, labels=labels, generator=torch.Generator().manual_seed(offset))
+        return sa.measures.noise_reaction(
+            explainer, x, labels=labels, generator=torch.Generator().manual_seed(offset), batch_size=batch_size
+        )
     if measure == "transforms":
-        return sa.measures.equivariance(explainer, x)
+        return sa.measures.equivariance(explainer, x, batch_size=batch_size)
     if measure == "stability":
         return sa.measures.stability([e(x).maps for e in explainers])
     if measure == "degradation":
-        return sa.measures.degradation(explainer, x, labels)
+        return sa.measures.degradation(explainer, x, labels, batch_size=batch_size)
     raise ValueError(f"no benchmark for measure {measure!r}")
 
 
@@ -191,7 +196,7 @@ def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[st
                 for m in runs:
                     bare_gradcam_passes(m, xb, PASSES[measure])
             with ours.run():
-                measure_pass(measure, explainers, xb, k * batch_size)
+                measure_pass(measure, explainers, xb, k * batch_size, batch_size)
         row = {
             "arch": arch,
             "input": size,
@@ -479,6 +484,32 @@ def _rows(out: Path) -> Any:
     return frame.sort_values(["dataset", "index", "group", "run", "measure", "variant"], kind="mergesort").reset_index(drop=True)
 
 
+ROW_KEY = ["dataset", "index", "group", "run", "measure", "variant"]
+"""What identifies a result row in every version of the row schema."""
+
+
+def compare_rows(a: Any, b: Any) -> dict[str, Any]:
+    """Rows of two audits matched on :data:`ROW_KEY` (columns may differ between versions).
+
+    ``same_rows``: the same keys on both sides, NaN in the same places; ``max_abs_diff``: the
+    largest |value difference| over the rows both have (NaN when none).
+    """
+    merged = a[ROW_KEY + ["value"]].merge(b[ROW_KEY + ["value"]], on=ROW_KEY, how="outer",
+                                          suffixes=("_a", "_b"), indicator=True)
+    both = merged[merged["_merge"] == "both"]
+    va, vb = both["value_a"].to_numpy(float), both["value_b"].to_numpy(float)
+    nan_mismatch = int((np.isnan(va) != np.isnan(vb)).sum())
+    finite = ~np.isnan(va) & ~np.isnan(vb)
+    only_a, only_b = int((merged["_merge"] == "left_only").sum()), int((merged["_merge"] == "right_only").sum())
+    return {
+        "same_rows": only_a == 0 and only_b == 0 and nan_mismatch == 0 and not a.duplicated(ROW_KEY).any(),
+        "max_abs_diff": float(np.abs(va[finite] - vb[finite]).max()) if finite.any() else float("nan"),
+        "rows_compared": int(len(both)), "rows_only_baseline": only_a, "rows_only_current": only_b,
+        "nan_mismatch": nan_mismatch,
+        "columns_added": sorted(set(b.columns) - set(a.columns)), "columns_removed": sorted(set(a.columns) - set(b.columns)),
+    }
+
+
 def bench_versions(baseline: Path, workloads: list[tuple[str, int, int]], reps: int, workdir: Path) -> list[dict[str, Any]]:
     """(e) The same whole audits (default measures, 2 runs) by the baseline package and by this one, alternating."""
     import numpy as np_
@@ -493,10 +524,8 @@ def bench_versions(baseline: Path, workloads: list[tuple[str, int, int]], reps: 
             for label, root in (("baseline", baseline), ("current", current)):
                 folder = workdir / f"{arch}-{label}-{k}"
                 times[label].append(_version_run(root, arch, manifest, folder, batch))
-        a, b = _rows(workdir / f"{arch}-baseline-0"), _rows(workdir / f"{arch}-current-0")
-        same_rows = list(a.columns) == list(b.columns) and len(a) == len(b) and bool(
-            (a[["measure", "variant", "run", "index"]].to_numpy() == b[["measure", "variant", "run", "index"]].to_numpy()).all())
-        diff = float(np_.nanmax(np_.abs(a["value"].to_numpy() - b["value"].to_numpy()))) if same_rows else float("nan")
+        cmp = compare_rows(_rows(workdir / f"{arch}-baseline-0"), _rows(workdir / f"{arch}-current-0"))
+        same_rows, diff = cmp["same_rows"], cmp["max_abs_diff"]
         med = {k: float(np_.median([t["seconds"] for t in v])) for k, v in times.items()}
         med_cpu = {k: float(np_.median([t["cpu_s"] for t in v])) for k, v in times.items()}
         row = {
@@ -505,10 +534,13 @@ def bench_versions(baseline: Path, workloads: list[tuple[str, int, int]], reps: 
             "baseline_cpu_s": med_cpu["baseline"], "current_cpu_s": med_cpu["current"],
             "speed_ratio": med["baseline"] / med["current"], "speed_ratio_cpu": med_cpu["baseline"] / med_cpu["current"],
             "all_times_s": {k: [round(t["seconds"], 2) for t in v] for k, v in times.items()},
-            "same_rows": same_rows, "max_abs_diff": diff,
+            **cmp,
         }
         print(f"  {arch:10s} baseline {med['baseline']:.1f} s, current {med['current']:.1f} s, "
-              f"ratio {row['speed_ratio']:.3f} (cpu {row['speed_ratio_cpu']:.3f}); same rows {same_rows}, max diff {diff:.3g}",
+              f"ratio {row['speed_ratio']:.3f} (cpu {row['speed_ratio_cpu']:.3f}); same rows {same_rows}, max diff {diff:.3g}"
+              f" ({cmp['rows_compared']} rows compared, {cmp['rows_only_baseline']} only in the baseline, "
+              f"{cmp['rows_only_current']} only in the current version; columns added {cmp['columns_added']}, "
+              f"removed {cmp['columns_removed']})",
               flush=True)
         out.append(row)
     return out

@@ -408,18 +408,20 @@ def explain_pass(explainer: Callable[..., SalienceOutput], images: Tensor, targe
 
 
 def explain_variants(
-    explainer: Callable[..., SalienceOutput], variants: list[Tensor], batch_size: int = 64,
+    explainer: Callable[..., SalienceOutput], variants: list[Tensor], batch_size: int | None = None,
     target: Tensor | None = None,
 ) -> list[SalienceOutput]:
     """Salience passes of several variants of the same B images, packed into passes of at most ``batch_size`` images.
 
-    As the audit's batch loop does: variants are concatenated (whole variants per pass), so a
-    pass is as large as allowed whatever B is; the outputs come back one per variant.
+    With ``batch_size`` None every variant gets its own pass of B images (passes never larger
+    than the batch the caller chose: on a CPU a larger pass costs more per image). With a
+    number, as the audit's batch loop does with its batch setting: whole variants are
+    concatenated, floor(batch_size / B) per pass (at least one). The outputs come back one per variant.
     """
     if not variants:
         return []
     b = variants[0].shape[0]
-    per_pass = max(1, batch_size // max(b, 1))
+    per_pass = 1 if batch_size is None else max(1, batch_size // max(b, 1))
     outs: list[SalienceOutput] = []
     for start in range(0, len(variants), per_pass):
         chunk = variants[start : start + per_pass]

@@ -76,7 +76,7 @@ def _mode_rows(clean: Any, outs: list[Any], score: Tensor, labels: Tensor, thres
 
 @accepts_numpy
 def degradation(
-    explainer: Any, images: Any, labels: Any, threshold: float = 0.5, batch_size: int = 64
+    explainer: Any, images: Any, labels: Any, threshold: float = 0.5, batch_size: int | None = None
 ) -> dict[str, Tensor]:
     """Salience-guided degradation of each image, in both modes.
 
@@ -84,6 +84,8 @@ def degradation(
     tensors or numpy arrays. Returns ``degrade_score_change``, ``degrade_correct``,
     ``degrade_ssim``, ``degrade_true_score_drop`` and ``degrade_accuracy_change``, each
     ``[B, 2]`` float64 (columns: background, object), and ``degrade_faithfulness`` ``[B]``.
+    The two blurred versions get one pass of B images each, or are packed into passes of at
+    most ``batch_size`` images when it is given (as the audit does).
     """
     explain = as_explainer(explainer)
     x = images_tensor(images)

@@ -93,14 +93,15 @@ def _rows(
 
 
 @accepts_numpy
-def equivariance(explainer: Any, images: Any, batch_size: int = 64) -> dict[str, Any]:
+def equivariance(explainer: Any, images: Any, batch_size: int | None = None) -> dict[str, Any]:
     """Equivariance, invariance and score change of an explainer under the 12 transformations, per image.
 
     ``images`` ``[B, 3, H, W]`` in [0, 1] (square; tensor or numpy array). Returns
     ``variants`` (the 12 names), ``equivariance``, ``invariance`` and
     ``transform_score_change``, each ``[B, 12]`` float64, and ``all`` their per-image means
-    over the variants (a dict of three ``[B]`` tensors). The 12 variants are explained in
-    passes of at most ``batch_size`` images, as in the audit.
+    over the variants (a dict of three ``[B]`` tensors). Each variant is explained in its own
+    pass of B images; with ``batch_size`` the variants are packed into passes of at most that
+    many images, as the audit does with its batch setting.
     """
     explain = as_explainer(explainer)
     x = images_tensor(images)

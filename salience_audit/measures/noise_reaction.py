@@ -96,7 +96,7 @@ def noise_reaction(
     labels: Any | None = None,
     generator: torch.Generator | None = None,
     threshold: float = 0.5,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Reaction of an explainer's maps and scores to salt-and-pepper noise, per image.
 
@@ -107,7 +107,8 @@ def noise_reaction(
         amounts: noise amounts (0 is added when missing).
         labels: ``[B]`` true classes (0 Real, 1 Synthetic, -1 unknown) for ``noise_correct``.
         generator: the noise's random generator (on the images' device).
-        batch_size: images per salience pass (the noisy variants are packed, as in the audit).
+        batch_size: images per salience pass: None = one pass of B images per amount; a number
+            packs whole amounts into passes of at most that many images, as the audit does.
 
     Returns ``amounts`` (the A amounts, ascending as given), ``noise_score``,
     ``noise_ssim``, ``noise_entropy`` (and with labels ``noise_correct``), each ``[B, A]``

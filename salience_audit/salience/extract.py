@@ -26,8 +26,9 @@ parameter gradients (gradients are taken with ``torch.autograd.grad`` w.r.t. the
 Salience path (``path``): ``cam``, ``gradcam``, ``gradcampp`` and ``layercam`` of a model whose
 head is global average pooling + linear are computed from one forward pass under
 ``torch.inference_mode()`` (closed forms in :mod:`salience_audit.salience.forward`). With
-``auto`` (default) the first call for a model checks those maps against the autograd path
-(max difference <= ``FORWARD_TOLERANCE`` after normalisation, same target classes) and falls
+``auto`` (default) the first call for a model checks those maps, for every image of that
+batch, against the autograd path run ``VERIFY_CHUNK`` images at a time (max difference <=
+``FORWARD_TOLERANCE`` after normalisation, same target classes) and falls
 back to autograd, with one log line, when they disagree or the head is anything else; the
 verdict is kept per model object. ``forward`` forces the forward path (a ``ModelError`` when
 the head does not allow it; no comparison), ``autograd`` always runs a backward pass.
@@ -66,6 +67,9 @@ logger = logging.getLogger(__name__)
 
 FORWARD_TOLERANCE = 1e-5
 """Largest difference, after min-max normalisation, between forward-only and autograd maps."""
+
+VERIFY_CHUNK = 4
+"""Images per autograd pass when a model's first batch is checked against the forward path (bounds its memory)."""
 
 # Per model object: (method, layer, gradient before in-place activation) -> None (forward path verified) or the reason it is not used.
 _VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str], str | None]] = weakref.WeakKeyDictionary()
@@ -389,20 +393,36 @@ class SalienceExtractor:
                 return None
         out = SalienceOutput(maps=minmax_normalize(raw), logits=logits, target=t)
         if self.path == "auto" and key not in verdicts:
-            ref = self._autograd_path(x01, target)
-            diff = float((ref.maps - out.maps).abs().max()) if out.maps.numel() else 0.0
-            if not torch.equal(ref.target, out.target):
+            ref_maps, ref_target = self._autograd_reference(x01, target)
+            diff = float((ref_maps - out.maps).abs().max()) if out.maps.numel() else 0.0
+            if not torch.equal(ref_target, out.target):
                 self._fall_back("the forward pass chose other target classes than the autograd pass")
-                return ref
+                return self._autograd_path(x01, target)
             if not diff <= FORWARD_TOLERANCE:
                 self._fall_back(f"forward-only maps differ from autograd maps by {diff:.2g} "
                                 f"(> {FORWARD_TOLERANCE:g}) on the first batch")
-                return ref
+                return self._autograd_path(x01, target)
             verdicts[key] = None
             logger.info("%s (%s, %s): forward-only salience (head %s; first batch equal to autograd within %.1g)",
                         self.model.name, self.model.arch, self.method,
                         " -> ".join(self._forward.head.modules) if self._forward.head else "?", diff)
         return out
+
+    def _autograd_reference(self, x01: Tensor, target: Tensor | Sequence[int] | None) -> tuple[Tensor, Tensor]:
+        """Autograd maps and targets of the whole batch, computed :data:`VERIFY_CHUNK` images at a time.
+
+        The model is in eval mode, so each image's map does not depend on the others in its
+        batch; chunking only bounds the activations kept for backward (the memory of an
+        autograd pass of ``VERIFY_CHUNK`` images instead of the whole batch).
+        """
+        targets = None if target is None else torch.as_tensor(target).flatten()
+        maps, chosen = [], []
+        for start in range(0, int(x01.shape[0]), VERIFY_CHUNK):
+            part = slice(start, start + VERIFY_CHUNK)
+            ref = self._autograd_path(x01[part], None if targets is None else targets[part])
+            maps.append(ref.maps.detach())
+            chosen.append(ref.target)
+        return torch.cat(maps), torch.cat(chosen)
 
     def _cam(self, x: Tensor, target: Tensor | Sequence[int] | None, create_graph: bool) -> SalienceOutput:
         weight = self.model.classifier_weight()

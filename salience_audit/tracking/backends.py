@@ -188,6 +188,9 @@ class _TensorBoardRun:
 
 
 # ---------------------------------------------------------------------------- Weights & Biases
+WANDB_TAG_LIMIT = 64
+"""Longest tag W&B accepts, in characters."""
+
 class WandbTracker:
     """W&B runs in project ``salience-audit`` (or the one given), offline unless W&B is configured.
 
@@ -203,8 +206,11 @@ class WandbTracker:
         self.mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
 
     def start_run(self, name: str, group: str, tags: Mapping[str, str]) -> _WandbRun:
-        run = self.wandb.init(project=self.project, name=name, group=group, mode=self.mode,
-                              tags=[f"{k}={v}" for k, v in tags.items()][:64], config={"group": group, **tags})
+        # W&B refuses tags longer than 64 characters (e.g. an audit's folder path): those are
+        # in the run's config only, where every tag is kept whole.
+        short = [tag for tag in (f"{k}={v}" for k, v in tags.items()) if len(tag) <= WANDB_TAG_LIMIT]
+        run = self.wandb.init(project=self.project, name=name, group=group, mode=self.mode, tags=short[:64],
+                              config={"group": group, **tags})
         return _WandbRun(self.wandb, run)
 
 

@@ -138,7 +138,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, augment=args.augment, weights=args.weights, device=args.device or _DEFAULTS.device,
         num_workers=args.num_workers, group=args.group, seed=_first_seed(args),
     )
-    from salience_audit.tracking import log_training_runs, open_trackers
+    from salience_audit.tracking import TrainingLog, open_trackers
 
     trackers = open_trackers(args.log_to)  # a missing tracker extra stops here, before any training
     manifest = read_manifest(args.train_manifest, root=args.root, human_maps=args.human_maps)
@@ -148,9 +148,13 @@ def run_train(args: argparse.Namespace) -> int:
     if config.loss == "cyborg" and not any(s.human_map is not None for s in train):
         raise InputError("--loss cyborg needs human maps for (some of) the training images: pass --human-maps "
                          "or a human_map column", args.train_manifest)
-    dirs = train_group(config, args.seeds, args.out, train_samples=train, val_samples=val,
-                       name_pattern=args.name_pattern, force=args.force, progress=not args.quiet)
-    log_training_runs(trackers, dirs)
+    tracking = TrainingLog(trackers)  # each epoch reaches the trackers as it ends
+    try:
+        dirs = train_group(config, args.seeds, args.out, train_samples=train, val_samples=val,
+                           name_pattern=args.name_pattern, force=args.force, progress=not args.quiet,
+                           on_epoch=tracking.epoch, on_run_done=tracking.run_done)
+    finally:
+        tracking.close()
     for d in dirs:
         info = read_run_info(d) or {}
         print(f"{d}\tbest epoch {info.get('best_epoch')}\tval acc {info.get('best_val_acc')}")

@@ -10,8 +10,9 @@ Naming conventions:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from salience_audit.data.sample import Sample
 from salience_audit.errors import InputError
@@ -65,12 +66,16 @@ def train_group(
     name_pattern: str = DEFAULT_NAME_PATTERN,
     force: bool = False,
     progress: bool = True,
+    on_epoch: Callable[[Path, dict[str, Any]], None] | None = None,
+    on_run_done: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Train one run per seed (``seeds`` = N gives seeds ``config.seed .. config.seed + N - 1``).
 
     Each run goes to ``out_root / run_name(config.with_seed(seed), name_pattern)``; finished
     runs are skipped and interrupted ones resumed (see :func:`train_run`). Returns the run
-    folders in seed order.
+    folders in seed order. ``on_epoch(run_dir, row)`` follows every epoch (see
+    :func:`~salience_audit.training.trainer.train_run`); ``on_run_done(run_dir)`` follows each
+    run, trained or found finished.
     """
     seed_list = resolve_seeds(seeds, first=config.seed)
     out_root = Path(out_root)
@@ -82,6 +87,8 @@ def train_group(
     dirs: list[Path] = []
     for cfg, name in zip(configs, names):
         result: RunResult = train_run(cfg, train_samples, val_samples, out_root / name, progress=progress,
-                                      force=force, name=name)
+                                      force=force, name=name, on_epoch=on_epoch)
         dirs.append(result.run_dir)
+        if on_run_done is not None:
+            on_run_done(result.run_dir)
     return dirs

@@ -15,7 +15,7 @@ import math
 import platform
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -351,6 +351,7 @@ def train_run(
     progress: bool = True,
     force: bool = False,
     name: str | None = None,
+    on_epoch: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train one model and write its run folder (see :mod:`salience_audit.models.runs`).
 
@@ -363,6 +364,9 @@ def train_run(
         progress: show a tqdm progress bar.
         force: retrain even if the folder holds a finished run (and ignore resume state).
         name: run name (default: the folder name).
+        on_epoch: called as ``on_epoch(run_dir, row)`` after each epoch's row is in ``log.csv``
+            (``row``: epoch, lr, training and validation statistics, seconds), e.g. to send it to
+            an experiment tracker while the run trains.
 
     A folder whose ``run.json`` says ``finished: true`` is skipped (``skipped=True``)
     unless ``force``. A folder with a readable ``checkpoint-last.pt`` from the same
@@ -395,11 +399,13 @@ def train_run(
     device = resolve_device(config.device)
     hashes = _hashes(train_samples, val_samples)
     with deterministic_mode(config.deterministic):
-        return _train(config, list(train_samples), list(val_samples), run_dir, name, device, hashes, progress)
+        return _train(config, list(train_samples), list(val_samples), run_dir, name, device, hashes, progress,
+                      on_epoch)
 
 
 def _train(config: TrainConfig, train_samples: list[Sample], val_samples: list[Sample], run_dir: Path,
-           name: str, device: torch.device, hashes: dict[str, str], progress: bool) -> RunResult:
+           name: str, device: torch.device, hashes: dict[str, str], progress: bool,
+           on_epoch: Callable[[Path, dict[str, Any]], None] | None = None) -> RunResult:
     seed_everything(config.seed)
     model = AuditModel.from_arch(config.arch, num_classes=len(CLASS_NAMES), weights=config.weights, name=name)
     model.to(device)
@@ -453,6 +459,8 @@ def _train(config: TrainConfig, train_samples: list[Sample], val_samples: list[S
                 atomic_torch_save(best["state"], run_dir / MODEL_FILE)
             write_log(run_dir, log)
             _checkpoint(run_dir, epoch + 1, model, optimizer, scheduler, best, log, config, hashes)
+            if on_epoch is not None:
+                on_epoch(run_dir, dict(row))
             bar.set_postfix(epoch=epoch + 1, loss=f"{row['loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
     finally:
         bar.close()
