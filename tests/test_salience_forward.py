@@ -190,6 +190,38 @@ def test_hidden_operation_is_caught(caplog: pytest.LogCaptureFixture) -> None:
     assert extractor.path_used == "autograd"
 
 
+def test_first_batch_check_covers_every_image_one_at_a_time_on_the_cpu() -> None:
+    """The check runs autograd on every image of the first batch, one image per pass on the CPU
+    (its memory stays below the forward pass's), and catches a disagreement in the last image only."""
+    from salience_audit.salience.extract import VERIFY_CHUNK
+
+    torch.manual_seed(0)
+    model = AuditModel.from_module(HiddenOp("relu"), cam_layer="act", input_size=32, classifier_layer="fc").eval()
+    seen: list[tuple[int, bool]] = []
+    model.module.register_forward_pre_hook(lambda _m, args: seen.append((args[0].shape[0], torch.is_grad_enabled())))
+    # Channel 0 of the CAM layer is ReLU(mean of the 3x3x3 patch - 0.1), the others ReLU(~5): on
+    # images brighter than 0.5 nothing is 0, so the hidden ReLU masks no gradient; on the last image
+    # (left half black) channel 0 is exactly 0 on the left half, where only autograd sees the mask.
+    with torch.no_grad():
+        model.module.conv.bias.fill_(5.0)
+        model.module.conv.weight[0] = 1.0 / 27
+        model.module.conv.bias[0] = -0.1
+    x = 0.5 + 0.5 * torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x[4, :, :, :16] = 0.0
+    extractor = SalienceExtractor(model, "gradcam")
+    extractor(x)
+    grad_passes = [n for n, grad in seen if grad]
+    assert VERIFY_CHUNK["cpu"] == 1 and grad_passes[:5] == [1, 1, 1, 1, 1]
+    assert "differ from autograd" in (extractor.forward_verdict or "")
+    # The same model and images without the last one pass the check: only image 4 disagreed.
+    from salience_audit.salience.extract import forget_verdicts
+
+    forget_verdicts(model)
+    checked = SalienceExtractor(model, "gradcam")
+    checked(x[:4])
+    assert checked.path_used == "forward" and checked.forward_verdict is None
+
+
 def test_forward_path_keeps_nothing_for_backward() -> None:
     model = _model("small_cnn", 0)
     x = _images(2, 64, 0)
