@@ -28,6 +28,7 @@ from salience_audit.device import resolve_device
 from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.results.store import ResultStore, atomic_save_npz
 from salience_audit.salience.extract import SalienceExtractor
+from salience_audit.salience.normalize import resize_bilinear
 
 
 RUNS_SHOWN_PER_GROUP = 2
@@ -147,12 +148,7 @@ def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, 
     if len(shapes) != 1:  # groups of different architectures: resize maps to the largest
         h = max(s[1] for s in shapes)
         w = max(s[2] for s in shapes)
-        maps_per_run = [
-            torch.nn.functional.interpolate(torch.from_numpy(m).unsqueeze(1), size=(h, w), mode="bilinear")
-            .squeeze(1)
-            .numpy()
-            for m in maps_per_run
-        ]
+        maps_per_run = [resize_bilinear(torch.from_numpy(m), (h, w)).numpy() for m in maps_per_run]
     path = out / "gallery.npz"
     atomic_save_npz(
         path,

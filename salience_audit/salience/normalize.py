@@ -1,4 +1,10 @@
-"""Per-map normalisation and resolution changes shared by every salience method and measure."""
+"""Per-map normalisation and resolution changes: the one home of every way a map is resized.
+
+- :func:`upscale`: bicubic, salience map -> input size (the measures, the report's pictures);
+- :func:`downscale`: area averaging, a map read larger than the salience map -> its size;
+- :func:`resize_bilinear`: bilinear (optionally antialiased), for maps read from files and
+  human maps brought up to the CAM size in the guided training loss.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +71,19 @@ def downscale(maps: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return torch.nn.functional.interpolate(maps.unsqueeze(1), size=tuple(size), mode="area").squeeze(1)
+
+
+def resize_bilinear(maps: Tensor, size: tuple[int, int], antialias: bool = False) -> Tensor:
+    """Bilinear resize of ``[B, H, W]`` maps to ``size`` (``F.interpolate(mode="bilinear", align_corners=False)``).
+
+    With ``antialias`` the kernel is widened when shrinking, so each output cell averages the
+    input area it covers (like PIL's BILINEAR). Values are not clamped; a map already at
+    ``size`` is returned as it is.
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False,
+                         antialias=antialias).squeeze(1)
 
 
 _MATRICES: dict[tuple[int, int, str], Tensor] = {}

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from salience_audit.errors import InputError
-from salience_audit.salience.normalize import minmax_normalize
+from salience_audit.salience.normalize import minmax_normalize, resize_bilinear
 
 __all__ = ["MAP_FILE_EXTENSIONS", "MapRun", "OpenMapRun", "load_map_array", "read_map", "read_maps"]
 
@@ -71,8 +70,7 @@ def _resize(m: Tensor, size: tuple[int, int]) -> Tensor:
         return m
     # Bilinear with antialiasing (like PIL's BILINEAR), so that a large annotation
     # shrunk to a 7x7 map averages its area instead of sampling a few pixels.
-    out = F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False, antialias=True)
-    return out[0, 0].clamp(0.0, 1.0)
+    return resize_bilinear(m[None], size, antialias=True)[0].clamp(0.0, 1.0)
 
 
 def read_maps(

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from salience_audit.salience.normalize import minmax_normalize
+from salience_audit.salience.normalize import downscale, minmax_normalize, resize_bilinear
 
 
 class LossTerms(NamedTuple):
@@ -41,15 +41,10 @@ def resize_human_maps(human_maps: Tensor, size: tuple[int, int]) -> Tensor:
     covers); upscaling uses bilinear interpolation. The result is ``[B, h, w]`` in [0, 1],
     a constant map becoming all zeros.
     """
-    maps = human_maps if human_maps.dim() == 4 else human_maps.unsqueeze(1)
-    maps = maps.float()
-    if tuple(maps.shape[-2:]) != tuple(size):
-        shrinking = maps.shape[-2] >= size[0] and maps.shape[-1] >= size[1]
-        if shrinking:
-            maps = F.interpolate(maps, size=size, mode="area")
-        else:
-            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-    return minmax_normalize(maps.squeeze(1))
+    maps = (human_maps.squeeze(1) if human_maps.dim() == 4 else human_maps).float()
+    shrinking = maps.shape[-2] >= size[0] and maps.shape[-1] >= size[1]
+    maps = downscale(maps, size) if shrinking else resize_bilinear(maps, size)
+    return minmax_normalize(maps)
 
 
 def guided_loss(

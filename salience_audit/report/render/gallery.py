@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
-from scipy.ndimage import zoom
 
 from salience_audit.report.document.blocks import FigureOut
 from salience_audit.report.render.plotstyle import MAX_WIDTH_IN, new_figure, run_labels, text, to_png
+from salience_audit.salience.normalize import upscale
 
 ROWS_PER_FIGURE = 6
 RUNS_PER_GROUP = 2
@@ -35,13 +36,10 @@ def _strings(array: Any, k: int) -> list[str]:
 
 
 def upscale_map(salience: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A map resized to the image size with cubic spline interpolation, clipped to [0, 1]."""
-    salience = np.nan_to_num(np.asarray(salience, dtype=np.float64), nan=0.0)
-    h, w = salience.shape
-    if (h, w) == (height, width):
-        return np.clip(salience, 0, 1)
-    big = zoom(salience, (height / h, width / w), order=3, mode="nearest", grid_mode=True)
-    return np.clip(big[:height, :width], 0, 1)
+    """A map resized to the image size as the measures resize it (:func:`salience_audit.salience.normalize.upscale`:
+    bicubic, clamped to [0, 1]); NaN cells (a missing map) count as 0."""
+    salience = np.nan_to_num(np.asarray(salience, dtype=np.float32), nan=0.0)
+    return upscale(torch.from_numpy(salience)[None], (height, width))[0].numpy()
 
 
 def gallery_columns(
