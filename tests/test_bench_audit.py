@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_audit.py"
+from bench_scripts import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_audit", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_audit"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_audit")
 
 
 def _rows(values: list[float], measures: list[str], extra: dict[str, list] | None = None) -> pd.DataFrame:
