@@ -21,7 +21,7 @@ shares in a real audit, counted once).
 On CUDA the batch is ``auto`` (``audit.batchsize``: the largest that fits, measured) unless
 ``--batch`` is given, and peak memory is ``torch.cuda.max_memory_allocated``. On the CPU, AMP and
 channels-last are CUDA-only settings of the audit, so only the two paths run; memory is the
-process's peak RSS (``ru_maxrss``). ``--memory`` adds the peak RSS of a whole ``run_audit`` in a
+process's peak RSS. ``--memory`` adds the peak RSS (``VmHWM``) of a whole ``run_audit`` in a
 fresh subprocess per path (entropy + stability, ``--memory-runs`` runs of ``--memory-arch``).
 
 Run:  python benchmarks/bench_gpu.py                                   (CUDA: ResNet-50, 224 px)
@@ -39,7 +39,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -236,6 +235,19 @@ def projection(rows: list[dict[str, Any]], path: str, runs: int = 10, images: in
     return images * runs * total
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set in MiB: ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``getrusage().ru_maxrss``: Linux keeps that across ``fork`` + ``exec``, so a child
+    started by a large parent reports the parent's peak (this script's parent grows to
+    several GB timing autograd passes); ``VmHWM`` belongs to the new address space.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: the memory benchmark needs Linux")
+
+
 def memory_child(arch: str, n_runs: int, n_images: int, path: str, batch: str) -> dict[str, Any]:
     """In a fresh process: ``run_audit`` of ``n_images`` face PNGs x ``n_runs`` runs, entropy + stability."""
     from PIL import Image
@@ -256,7 +268,7 @@ def memory_child(arch: str, n_runs: int, n_images: int, path: str, batch: str) -
         for k in range(n_runs):
             torch.manual_seed(k)
             models.append(AuditModel.from_arch(arch, name=f"{arch}-seed{k}").eval())
-        rss_models = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_models = peak_rss_mib()
         config = AuditConfig(measures=("entropy", "stability"), device="cpu", salience_path=path,
                              batch_size=batch if batch == "auto" else int(batch), gallery_size=1)
         t0 = time.perf_counter()
@@ -264,8 +276,7 @@ def memory_child(arch: str, n_runs: int, n_images: int, path: str, batch: str) -
         seconds = time.perf_counter() - t0
         meta = json.loads((Path(tmp) / "audit" / "audit.json").read_text())
     return {"arch": arch, "runs": n_runs, "images": n_images, "path": path, "batch": meta["config"]["batch_size"],
-            "seconds": seconds, "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "ru_maxrss_after_models_mib": rss_models / 1024}
+            "seconds": seconds, "peak_rss_mib": peak_rss_mib(), "peak_rss_after_models_mib": rss_models}
 
 
 def bench_memory(arch: str, n_runs: int, n_images: int, batches: str) -> list[dict[str, Any]]:
@@ -276,7 +287,7 @@ def bench_memory(arch: str, n_runs: int, n_images: int, batches: str) -> list[di
         if proc.returncode != 0:
             raise RuntimeError(f"memory child failed:\n{proc.stderr[-3000:]}")
         res = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"  memory {arch} x{n_runs} runs, {n_images} images, {path}: peak RSS {res['ru_maxrss_mib']:.0f} MiB "
+        print(f"  memory {arch} x{n_runs} runs, {n_images} images, {path}: peak RSS {res['peak_rss_mib']:.0f} MiB "
               f"({res['seconds']:.0f} s, batch {res['batch']})", flush=True)
         out.append(res)
     return out
@@ -313,12 +324,12 @@ def markdown(result: dict[str, Any]) -> str:
                           f"this device: {', '.join(proj)}."]
         lines.append("")
     if result.get("memory"):
-        lines += ["#### Peak memory of a whole audit (entropy + stability), fresh process, `ru_maxrss`", "",
+        lines += ["#### Peak memory of a whole audit (entropy + stability), fresh process, `VmHWM`", "",
                   "| model | runs | images | salience path | batch | peak RSS MiB | after building the models MiB | s |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in result["memory"]:
             lines.append(f"| {r['arch']} | {r['runs']} | {r['images']} | {r['path']} | {r['batch']} | "
-                         f"{r['ru_maxrss_mib']:.0f} | {r['ru_maxrss_after_models_mib']:.0f} | {r['seconds']:.0f} |")
+                         f"{r['peak_rss_mib']:.0f} | {r['peak_rss_after_models_mib']:.0f} | {r['seconds']:.0f} |")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)

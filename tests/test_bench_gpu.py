@@ -29,8 +29,20 @@ def test_bench_gpu_small_run(bench, tmp_path: Path) -> None:  # type: ignore[no-
     expected = 1e5 * 10 * (sum(per.values()) - 5 * per["entropy"]) / 3600
     assert arch["projection_forward_h"] == pytest.approx(expected)
     assert {m["path"] for m in result["memory"]} == {"forward", "autograd"}
-    assert all(m["ru_maxrss_mib"] >= m["ru_maxrss_after_models_mib"] > 0 for m in result["memory"])
+    assert all(m["peak_rss_mib"] >= m["peak_rss_after_models_mib"] > 0 for m in result["memory"])
     assert "bench_gpu:begin" in bench.markdown(result)
+
+
+def test_memory_child_reports_its_own_peak_not_its_parents(bench) -> None:  # type: ignore[no-untyped-def]
+    """The child's peak must not include what this (parent) process holds: ``ru_maxrss`` would,
+    since Linux keeps it across fork + exec; the child's own address space (``VmHWM``) does not."""
+    import numpy as np
+
+    ballast = np.ones(600 * 2**20 // 8)  # 600 MiB, touched, held by the parent while the child runs
+    parent_peak = bench.peak_rss_mib()
+    (res,) = [r for r in bench.bench_memory("small_cnn", 2, 2, "auto") if r["path"] == "forward"]
+    assert ballast[-1] == 1.0 and parent_peak > 600
+    assert res["peak_rss_mib"] < parent_peak - 300, (res, parent_peak)
 
 
 def test_projection_needs_every_measure(bench) -> None:  # type: ignore[no-untyped-def]
