@@ -476,12 +476,19 @@ def _version_run(package_root: Path, arch: str, manifest: Path, out: Path, batch
 
 
 def _rows(out: Path) -> Any:
+    """The result rows of an audit folder of any version, read by this version's reader.
+
+    ``normalize_rows`` gives row layout 1 (a pair of runs packed in ``run``) and layout 2
+    (``run_a`` / ``run_b``, issue 16) the same ``run`` key, so versions compare row by row.
+    """
     import pandas as pd
     import pyarrow.parquet as pq
 
+    from salience_audit.results.reader import normalize_rows
+
     files = sorted(p for p in (out / "results").glob("*.parquet") if not p.name.startswith("."))
-    frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-    return frame.sort_values(["dataset", "index", "group", "run", "measure", "variant"], kind="mergesort").reset_index(drop=True)
+    frame = normalize_rows(pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True))
+    return frame.sort_values(ROW_KEY, kind="mergesort").reset_index(drop=True)
 
 
 ROW_KEY = ["dataset", "index", "group", "run", "measure", "variant"]

@@ -190,11 +190,16 @@ def test_hidden_operation_is_caught(caplog: pytest.LogCaptureFixture) -> None:
     assert extractor.path_used == "autograd"
 
 
-def test_first_batch_check_covers_every_image_one_at_a_time_on_the_cpu() -> None:
-    """The check runs autograd on every image of the first batch, one image per pass on the CPU
-    (its memory stays below the forward pass's), and catches a disagreement in the last image only."""
-    from salience_audit.salience.extract import VERIFY_CHUNK
+@pytest.mark.parametrize("pixels, grad_batches", [(2 * 32 * 32, [2, 2, 1]), (None, [5])])
+def test_first_batch_check_covers_every_image_in_bounded_chunks(
+    pixels: int | None, grad_batches: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check runs autograd on every image of the first batch, at most VERIFY_PIXELS input pixels
+    per pass (the whole batch of small images at once), and catches a disagreement in the last image only."""
+    from salience_audit.salience import extract
 
+    if pixels is not None:
+        monkeypatch.setitem(extract.VERIFY_PIXELS, "cpu", pixels)
     torch.manual_seed(0)
     model = AuditModel.from_module(HiddenOp("relu"), cam_layer="act", input_size=32, classifier_layer="fc").eval()
     seen: list[tuple[int, bool]] = []
@@ -210,13 +215,10 @@ def test_first_batch_check_covers_every_image_one_at_a_time_on_the_cpu() -> None
     x[4, :, :, :16] = 0.0
     extractor = SalienceExtractor(model, "gradcam")
     extractor(x)
-    grad_passes = [n for n, grad in seen if grad]
-    assert VERIFY_CHUNK["cpu"] == 1 and grad_passes[:5] == [1, 1, 1, 1, 1]
+    assert [n for n, grad in seen if grad][: len(grad_batches)] == grad_batches
     assert "differ from autograd" in (extractor.forward_verdict or "")
     # The same model and images without the last one pass the check: only image 4 disagreed.
-    from salience_audit.salience.extract import forget_verdicts
-
-    forget_verdicts(model)
+    extract.forget_verdicts(model)
     checked = SalienceExtractor(model, "gradcam")
     checked(x[:4])
     assert checked.path_used == "forward" and checked.forward_verdict is None

@@ -27,7 +27,7 @@ Salience path (``path``): ``cam``, ``gradcam``, ``gradcampp`` and ``layercam`` o
 head is global average pooling + linear are computed from one forward pass under
 ``torch.inference_mode()`` (closed forms in :mod:`salience_audit.salience.forward`). With
 ``auto`` (default) the first call for a model checks those maps, for every image of that
-batch, against the autograd path run a few images at a time (``VERIFY_CHUNK``; max difference <=
+batch, against the autograd path run a few images at a time (``VERIFY_PIXELS``; max difference <=
 ``FORWARD_TOLERANCE`` after normalisation, same target classes) and falls
 back to autograd, with one log line, when they disagree or the head is anything else; the
 verdict is kept per model object. ``forward`` forces the forward path (a ``ModelError`` when
@@ -68,12 +68,13 @@ logger = logging.getLogger(__name__)
 FORWARD_TOLERANCE = 1e-5
 """Largest difference, after min-max normalisation, between forward-only and autograd maps."""
 
-VERIFY_CHUNK: dict[str, int] = {"cpu": 1, "other": 32}
-"""Images per autograd pass when a model's first batch is checked against the forward path, per device type.
+VERIFY_PIXELS: dict[str, int] = {"cpu": 224 * 224, "other": 32 * 224 * 224}
+"""Input pixels per autograd pass when a model's first batch is checked against the forward path, per device type.
 
-The check keeps activations for backward, which the forward path never does: on the CPU one
-image at a time keeps that pass below the forward pass's own peak (a DenseNet-121 autograd pass
-of 4 images at 224 px holds more than a forward pass of 16); accelerators take 32 at a time."""
+The check keeps activations for backward, which the forward path never does. On the CPU one
+224-px image per pass keeps it below the forward pass's own peak (measured on a 10-run
+DenseNet-121 audit of 16 images: 1.51 GB peak at one image per pass, 1.75 GB at two, 1.75 GB
+at four); 64-px inputs go 12 at a time. Accelerators take 32 such images per pass."""
 
 # Per model object: (method, layer, gradient before in-place activation) -> None (forward path verified) or the reason it is not used.
 _VERDICTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str], str | None]] = weakref.WeakKeyDictionary()
@@ -394,7 +395,7 @@ class SalienceExtractor:
             self._fall_back(str(exc))
             return None
         if self.path == "auto" and key not in verdicts:
-            problem, diff = self._compare_with_autograd(x01, target)
+            problem, diff = self._compare_with_autograd(x01, target, out)
             if problem is not None:
                 self._fall_back(problem)
                 return self._autograd_path(x01, target)
@@ -412,23 +413,30 @@ class SalienceExtractor:
             raw, logits, t = self._forward(x, lambda lg: self._resolve_target(lg, target))
         return SalienceOutput(maps=minmax_normalize(raw), logits=logits, target=t)
 
-    def _compare_with_autograd(self, x01: Tensor, target: Tensor | Sequence[int] | None) -> tuple[str | None, float]:
+    def _compare_with_autograd(
+        self, x01: Tensor, target: Tensor | Sequence[int] | None, out: SalienceOutput
+    ) -> tuple[str | None, float]:
         """Forward-only against autograd maps on every image of the batch: (why they disagree or None, max |diff|).
 
-        Both paths run on the same chunks of :data:`VERIFY_CHUNK` images, so the comparison is
-        of like with like (a convolution's float rounding may depend on the batch size) and the
-        autograd pass keeps the activations of a few images only.
+        ``out`` is the forward pass of the whole batch. When the batch is larger than
+        :data:`VERIFY_PIXELS` allows, both paths run again on the same chunks, so the comparison
+        is of like with like (a convolution's float rounding may depend on the batch size) and
+        the autograd pass keeps the activations of a few images only.
         """
         targets = None if target is None else torch.as_tensor(target).flatten()
-        chunk = VERIFY_CHUNK["cpu" if self.model.device.type == "cpu" else "other"]
+        pixels = int(x01.shape[-2]) * int(x01.shape[-1])
+        chunk = max(1, VERIFY_PIXELS["cpu" if self.model.device.type == "cpu" else "other"] // max(pixels, 1))
         worst = 0.0
         for start in range(0, int(x01.shape[0]), chunk):
             part = slice(start, start + chunk)
             part_target = None if targets is None else targets[part]
-            try:
-                fwd = self._forward_output(x01[part], part_target)
-            except NotForwardComputable as exc:
-                return str(exc), worst
+            if chunk >= x01.shape[0]:
+                fwd = out
+            else:
+                try:
+                    fwd = self._forward_output(x01[part], part_target)
+                except NotForwardComputable as exc:
+                    return str(exc), worst
             ref = self._autograd_path(x01[part], part_target)
             if not torch.equal(ref.target, fwd.target):
                 return "the forward pass chose other target classes than the autograd pass", worst
