@@ -286,3 +286,16 @@ def test_study_convention_forward_equals_autograd(arch: str) -> None:
         plain = SalienceExtractor(model, "gradcam", path="autograd")(x).maps
         study = SalienceExtractor(model, "gradcam", path="forward", grad_before_inplace=True)(x).maps
         assert float((plain - study).abs().max()) > 1e-3
+
+
+def test_head_is_observed_once_per_model() -> None:
+    """A second extractor of the same run (e.g. the gallery's) does not run an image through it to find its head."""
+    model = _model("resnet18", 0)
+    calls: list[int] = []
+    model.module.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape[0]))
+    x = _images(3, 64, 0)
+    SalienceExtractor(model, "gradcam", path="forward")(x)
+    first = list(calls)
+    calls.clear()
+    SalienceExtractor(model, "gradcam", path="forward")(x)
+    assert first == [1, 3] and calls == [3]  # head observed on one image, once; then one pass of the batch

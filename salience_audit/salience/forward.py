@@ -46,6 +46,7 @@ is not forward-computable and the extractor uses autograd.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,13 +113,32 @@ def _is_global_avg_pool(m: nn.Module) -> bool:
 
 
 def find_linear_head(model: AuditModel, layer: nn.Module, x: Tensor) -> LinearHead:
-    """Observe one forward pass of ``x`` and return the head after ``layer``, or raise.
+    """Observe one forward pass of ``x[:1]`` and return the head after ``layer``, or raise.
 
     Raises :class:`NotForwardComputable` with the reason when the registry marks the head as
     not exact, when a module other than ReLU / global average pooling / flatten / dropout /
     identity runs between the layer and the classifier, or when the classifier is not the
-    last module to run.
+    last module to run. The verdict is kept per model object and layer (a model's modules do
+    not change), so later extractors of the same run (the gallery's) pass no image for it.
     """
+    known = _HEADS.setdefault(model, {})
+    key = (id(layer), model.cam_exact, model.classifier_layer)
+    if key not in known:
+        try:
+            known[key] = _observe_head(model, layer, x)
+        except NotForwardComputable as exc:
+            known[key] = str(exc)
+    found = known[key]
+    if isinstance(found, str):
+        raise NotForwardComputable(found)
+    return found
+
+
+_HEADS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], LinearHead | str]] = weakref.WeakKeyDictionary()
+"""Per model object: (layer, cam_exact, classifier) -> its head, or why it is not forward-computable."""
+
+
+def _observe_head(model: AuditModel, layer: nn.Module, x: Tensor) -> LinearHead:
     if model.cam_exact is False:
         raise NotForwardComputable(
             f"the registry marks the head of {model.arch} as not global average pooling + linear (cam_exact=False)"
