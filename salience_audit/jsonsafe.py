@@ -11,6 +11,15 @@ import numpy as np
 import pandas as pd
 
 
+def finite_number(value: Any) -> float | None:
+    """``float(value)`` when it is a finite number (numbers and numeric strings), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def json_safe(obj: Any) -> Any:
     """A copy of ``obj`` made of dict/list/str/int/float/bool/None only.
 
@@ -27,8 +36,7 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (int, np.integer)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
+        return finite_number(obj)
     if isinstance(obj, Mapping):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, np.ndarray):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from salience_audit.jsonsafe import finite_number
 from salience_audit.tracking.backends import Tracker, TrackerRun
 
 __all__ = ["TrainingLog", "audit_run_metrics", "comparison_metrics", "epoch_metrics", "log_audit", "log_training_runs"]
@@ -29,17 +29,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _number(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def _numeric_values(row: Mapping[str, Any]) -> dict[str, float]:
     """Every numeric, finite value of a log row except ``epoch``."""
-    return {k: v for k, v in ((k, _number(v)) for k, v in row.items() if k != "epoch") if v is not None}
+    return {k: v for k, v in ((k, finite_number(v)) for k, v in row.items() if k != "epoch") if v is not None}
 
 
 def epoch_metrics(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
@@ -50,7 +42,7 @@ def epoch_metrics(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
     out = []
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
-            epoch = _number(row.get("epoch"))
+            epoch = finite_number(row.get("epoch"))
             if epoch is not None:
                 out.append((int(epoch), _numeric_values(row)))
     return out
@@ -74,8 +66,8 @@ def _start_training_runs(trackers: Sequence[Tracker], run_dir: Path) -> list[Tra
 def _finish_training_runs(runs: Sequence[TrackerRun], run_dir: Path, last_epoch: int) -> None:
     """Best epoch / accuracy (from the finished ``run.json``) at the last epoch, the run folder as artifact, close."""
     info = _read_json(run_dir / "run.json")
-    best = {k: v for k, v in (("best_val_acc", _number(info.get("best_val_acc"))),
-                              ("best_epoch", _number(info.get("best_epoch")))) if v is not None}
+    best = {k: v for k, v in (("best_val_acc", finite_number(info.get("best_val_acc"))),
+                              ("best_epoch", finite_number(info.get("best_epoch")))) if v is not None}
     for run in runs:
         try:
             if best:
@@ -175,7 +167,7 @@ def audit_run_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]
     """run -> ``{"<measure>[.<variant>]/<dataset>": mean}`` from the summary's per-run records."""
     out: dict[str, dict[str, float]] = {}
     for rec in summary.get("per_run") or []:
-        mean = _number(rec.get("mean"))
+        mean = finite_number(rec.get("mean"))
         if mean is None or not rec.get("run"):
             continue
         measure = f"{rec['measure']}.{rec['variant']}" if rec.get("variant") else str(rec["measure"])
@@ -190,7 +182,7 @@ def comparison_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
         measure = f"{cmp['measure']}.{cmp['variant']}" if cmp.get("variant") else str(cmp.get("measure"))
         pair = f"{cmp.get('group_a')} vs {cmp.get('group_b')}"
         for key, value in cmp.items():
-            number = None if isinstance(value, bool) else _number(value)
+            number = None if isinstance(value, bool) else finite_number(value)
             if number is not None and key not in ("measure", "variant", "dataset"):
                 out[_metric_name("compare", measure, cmp.get("dataset"), pair, key)] = number
     return out

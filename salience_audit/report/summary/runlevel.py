@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from salience_audit.jsonsafe import finite_number
 from salience_audit.stats.crossed import CrossedMoments, crossed_ci
 from salience_audit.stats.fdr import bh_adjust
 from salience_audit.stats.pairs import pair_matrix, pairs_ci, pairs_test
@@ -60,14 +61,6 @@ class FamilyInput:
         return list(self.runs)
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def family_stat(cell: FamilyInput) -> dict[str, Any]:
     """Run x image mean and 95% CI of one cell: ``n_runs``, ``mean``, ``ci_low``, ``ci_high``, ``se``, ``df``,
     ``var_runs``, ``var_images``, ``method`` and the per-run (or per-pair) values it rests on."""
@@ -85,7 +78,7 @@ def family_stat(cell: FamilyInput) -> dict[str, Any]:
         res = {k: float(v) for k, v in crossed_ci(moments).items()}
         method = "mean of run means; two-way (runs x images) bootstrap variance, run-level t correction"
         values = dict(zip(names, mean.tolist()))
-    out = {k: _finite(res.get(k)) for k in ("mean", "ci_low", "ci_high", "se", "df", "var_runs", "var_images")}
+    out = {k: finite_number(res.get(k)) for k in ("mean", "ci_low", "ci_high", "se", "df", "var_runs", "var_images")}
     out.update(n_runs=len(names), n_images=int(cell.n_images), method=method, run_values=values)
     return out
 
@@ -125,8 +118,8 @@ def family_comparison(a: FamilyInput, b: FamilyInput, stat_a: Mapping[str, Any],
     out["diff"] = diff
     if a.pairwise and b.pairwise:
         res = pairs_test(_ci_dict(stat_a), _ci_dict(stat_b))
-        out.update(test="Welch-type t on jackknife (runs) + image variances", p=_finite(res["p"]), min_p=None,
-                   exact=None, statistic=_finite(res["statistic"]), hedges_g=None, g_ci_low=None, g_ci_high=None)
+        out.update(test="Welch-type t on jackknife (runs) + image variances", p=finite_number(res["p"]), min_p=None,
+                   exact=None, statistic=finite_number(res["statistic"]), hedges_g=None, g_ci_low=None, g_ci_high=None)
         names_a, loo_a, tot_a = _pair_loo(a)
         names_b, loo_b, tot_b = _pair_loo(b)
         loro = [{"run": n, "group": "a", "diff": float(v - tot_b)} for n, v in zip(names_a, loo_a) if np.isfinite(v)]
@@ -137,18 +130,18 @@ def family_comparison(a: FamilyInput, b: FamilyInput, stat_a: Mapping[str, Any],
         if va.size and vb.size:
             res = permutation_test(va, vb, seed=seed)
             min_p = 2.0 / math.comb(va.size + vb.size, va.size) if res["exact"] else None
-            out.update(test="permutation of run labels (difference of mean run means)", p=_finite(res["p"]),
-                       min_p=min_p, exact=bool(res["exact"]), statistic=_finite(res["statistic"]),
+            out.update(test="permutation of run labels (difference of mean run means)", p=finite_number(res["p"]),
+                       min_p=min_p, exact=bool(res["exact"]), statistic=finite_number(res["statistic"]),
                        n_relabellings=int(res["n_relabellings"]))
         else:
             out.update(test="permutation of run labels (difference of mean run means)", p=None, min_p=None,
                        exact=None, statistic=None)
         g = hedges_g(va, vb)
-        out.update(hedges_g=_finite(g["g"]), g_ci_low=_finite(g["ci_low"]), g_ci_high=_finite(g["ci_high"]))
+        out.update(hedges_g=finite_number(g["g"]), g_ci_low=finite_number(g["ci_low"]), g_ci_high=finite_number(g["ci_high"]))
         loro = leave_one_run_out(va, vb, names_a, names_b)
     dci = difference_ci(_num(mean_a), _var(stat_a), _num(stat_a.get("df")), _num(mean_b), _var(stat_b),
                         _num(stat_b.get("df"))) if diff is not None else {"ci_low": nan, "ci_high": nan}
-    out["diff_ci_low"], out["diff_ci_high"] = _finite(dci["ci_low"]), _finite(dci["ci_high"])
+    out["diff_ci_low"], out["diff_ci_high"] = finite_number(dci["ci_low"]), finite_number(dci["ci_high"])
     out["leave_one_out"] = loro
     out["driven_by"] = driven_by_one_run(diff if diff is not None else nan, loro) if min(
         out["n_runs_a"], out["n_runs_b"]) >= 2 else []
@@ -156,12 +149,12 @@ def family_comparison(a: FamilyInput, b: FamilyInput, stat_a: Mapping[str, Any],
 
 
 def _num(x: Any) -> float:
-    v = _finite(x)
+    v = finite_number(x)
     return v if v is not None else float("nan")
 
 
 def _var(stat: Mapping[str, Any]) -> float:
-    se = _finite(stat.get("se"))
+    se = finite_number(stat.get("se"))
     return se * se if se is not None else float("nan")
 
 
@@ -180,8 +173,8 @@ def adjust_pvalues(comparisons: Sequence[MutableMapping[str, Any]]) -> dict[str,
     run_adj, img_adj = bh_adjust(run_p), bh_adjust(img_p)
     for c, ra, ia in zip(comparisons, run_adj, img_adj):
         if c.get("runs") is not None:
-            c["runs"]["p_adjusted"] = _finite(ra)
-        c["mannwhitney_p_adjusted"] = _finite(ia)
+            c["runs"]["p_adjusted"] = finite_number(ra)
+        c["mannwhitney_p_adjusted"] = finite_number(ia)
     return {"runs": int(np.isfinite(run_adj).sum()), "images": int(np.isfinite(img_adj).sum())}
 
 
@@ -201,12 +194,12 @@ def family_inputs(acc: Any, in_set: Sequence[str], pairwise_measures: Sequence[s
         cell = cells.get((rec["measure"], rec["variant"], rec["group"], rec["dataset"]))
         if cell is None or not rec["n"]:
             continue
-        std = _finite(rec.get("std"))
+        std = finite_number(rec.get("std"))
         cell.runs[str(rec["run"])] = (int(rec["n"]), float(rec["mean"]), (std or 0.0) ** 2 * (rec["n"] - 1))
     for (measure, group, dataset, pair), mean in acc.pair_means(in_set).items():
         cell = cells.get((measure, "", group, dataset))
         run_a, _, run_b = str(pair).partition("|")
-        if cell is not None and _finite(mean) is not None:
+        if cell is not None and finite_number(mean) is not None:
             cell.pairs[(run_a, run_b)] = float(mean)
     return cells
 
