@@ -109,12 +109,64 @@ def test_a_broken_optional_package_is_not_reported_as_missing(monkeypatch):
         require_extra("wandb", "wandb", "--log-to wandb")
 
 
+def _check_install_module():
+    from importlib.machinery import SourceFileLoader
+    from importlib.util import module_from_spec, spec_from_loader
+
+    loader = SourceFileLoader("check_install", str(ROOT / "scripts" / "check-install"))
+    module = module_from_spec(spec_from_loader("check_install", loader))
+    loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("error", "unread"), [
+    # what CI's pip printed when its downloads broke off or filled the disk: not checked, not "does not resolve"
+    ("error: incomplete-download\n\u00d7 Download failed after 6 attempts because not enough bytes were received "
+     "(391.1 MB/554.6 MB)\nnote: This is an issue with network connectivity, not pip.", True),
+    ("ERROR: Could not install packages due to an OSError: (\"Connection broken: OSError(28, 'No space left on "
+     "device')\", OSError(28, 'No space left on device'))", True),
+    ("WARNING: Retrying (Retry(total=4)) after connection broken by 'NewConnectionError(...)': /simple/torch/", True),
+    # what pip prints when the set itself conflicts: a real failure
+    ("ERROR: Cannot install torchcam==0.4.0 and numpy>=2 because these package versions have conflicting "
+     "dependencies.\nERROR: ResolutionImpossible: for help visit https://pip.pypa.io/", False),
+    ("ERROR: Could not find a version that satisfies the requirement torch>=99 (from versions: 2.13.0)\n"
+     "ERROR: No matching distribution found for torch>=99", False),
+])
+def test_check_install_tells_an_unread_registry_from_a_set_that_does_not_resolve(error, unread):
+    assert _check_install_module().registry_unread(error) is unread
+
+
+def test_check_install_reports_a_conflict_as_does_not_resolve(monkeypatch, capsys):
+    """A set that conflicts exits 1 even when another set could not be read (exit 75 would hide it)."""
+    module = _check_install_module()
+    monkeypatch.setattr(module, "registry_reachable", lambda python: True)
+    errors = {"core": "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/",
+              "full": "error: incomplete-download"}
+
+    def fake_resolve(python, version, reqs, *flags):
+        if "--no-deps" in flags:
+            return {"gan-face-generate": "1.1.1"}, ""
+        core = module.for_python(module.requirements(module.project(), ()), version)
+        name = "core" if sorted(reqs) == sorted(core) else "full"
+        return None, errors[name]
+
+    monkeypatch.setattr(module, "resolve", fake_resolve)
+    monkeypatch.setattr(sys, "argv", ["check-install", "--versions", "3.12"])
+    assert module.main() == 1
+    out = capsys.readouterr().out
+    assert "Python 3.12 core: DOES NOT RESOLVE" in out
+    assert "Python 3.12 full: NOT CHECKED (the registry could not be read)" in out
+    errors["core"] = "error: incomplete-download"
+    assert module.main() == module.EX_UNREACHABLE
+
+
 @pytest.mark.slow
 def test_dependency_set_resolves_on_every_declared_python():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check-install")], capture_output=True, text=True,
                           timeout=1500)
     if proc.returncode == 75:
-        pytest.skip("the package registry cannot be reached: scripts/check-install checked nothing")
+        pytest.skip("the package registry could not be read, so scripts/check-install did not check every set:\n"
+                    + proc.stdout[-2000:])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     for version in ("3.11", "3.12", "3.13"):
         core = re.search(rf"^Python {version} core: .*numpy (\d+)\.", proc.stdout, re.M)
