@@ -292,3 +292,44 @@ def test_curves_validation() -> None:
         deletion_insertion_curves(_region_brightness, x, maps[:, :8, :8])
     with pytest.raises(ValueError, match="one score per image"):
         deletion_insertion_curves(lambda im: im.mean(dim=(2, 3)), x, maps)
+
+
+def test_audit_areas_share_the_order_free_passes_and_equal_two_separate_curves() -> None:
+    """The audit's salience-order + random-order areas (`_areas`) equal two independent calls of the
+    public curves bit for bit, while scoring the f = 0 and f = 1 batches once for both orders."""
+    from salience_audit.measures.deletion import (
+        DELETION_AUC,
+        DELETION_AUC_RANDOM,
+        INSERTION_AUC,
+        INSERTION_AUC_RANDOM,
+        _areas,
+    )
+    from salience_audit.models.scores import class_probability
+
+    torch.manual_seed(0)
+    x, maps = _curve_inputs()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    target = torch.tensor([0, 1, 1])[: x.shape[0]]
+    seen: list[torch.Tensor] = []
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        seen.append(images.clone())
+        return net(images)
+
+    steps = 4
+    areas = _areas(forward, x, maps, target, steps, torch.Generator().manual_seed(5))
+    assert len(seen) == 2 * (steps + 1) - 2
+    assert len({tuple(im.flatten()[:: 97].tolist()) for im in seen}) == len(seen)  # no batch scored twice
+
+    def score(images: torch.Tensor) -> torch.Tensor:
+        return class_probability(net(images), target.repeat(images.shape[0] // target.shape[0]))
+
+    ordered = deletion_insertion_curves(score, x, maps, steps=steps)
+    control = deletion_insertion_curves(score, x, maps, steps=steps, random_order=True,
+                                        generator=torch.Generator().manual_seed(5))
+    assert torch.equal(areas[DELETION_AUC], ordered[DELETION_AUC])
+    assert torch.equal(areas[INSERTION_AUC], ordered[INSERTION_AUC])
+    assert torch.equal(areas[DELETION_AUC_RANDOM], control[DELETION_AUC])
+    assert torch.equal(areas[INSERTION_AUC_RANDOM], control[INSERTION_AUC])
+    assert not torch.equal(ordered[DELETION_AUC], control[DELETION_AUC])  # the two orders do differ

@@ -3,7 +3,8 @@
 Rows per image and run: ``deletion_auc`` and ``insertion_auc`` (pixels in salience order) and
 ``deletion_auc_random`` / ``insertion_auc_random`` (the same areas removed in a random order,
 the control), areas over the fraction of pixels f in linspace(0, 1, steps + 1) of the
-probability of the class the map explains. Costs 2 (steps + 1) forward passes of 2B images.
+probability of the class the map explains. Costs 2 (steps + 1) - 2 forward passes of 2B images
+(the two orders share the passes at f = 0 and f = 1, where nothing or everything is removed).
 """
 
 from __future__ import annotations
@@ -58,6 +59,64 @@ def _pixel_ranks(maps_up: Tensor, random_order: bool, generator: torch.Generator
     return torch.empty_like(order).scatter_(1, order, positions)
 
 
+def _baseline_images(x01: Tensor, baseline: Baseline | Tensor, blur_sigma: float) -> Tensor:
+    """What removed pixels become: the images blurred, black, or the caller's tensor broadcast to ``x01``."""
+    if isinstance(baseline, Tensor):
+        return torch.broadcast_to(baseline.to(device=x01.device, dtype=x01.dtype), x01.shape)
+    if baseline == "blur":
+        return gaussian_blur(x01, blur_sigma)
+    if baseline == "zero":
+        return torch.zeros_like(x01)
+    raise ValueError(f"baseline must be 'blur', 'zero' or a tensor, got {baseline!r}")
+
+
+def _check_steps(steps: Any) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+
+
+def _score_curves(
+    score_fn: Callable[[Tensor], Tensor], x01: Tensor, base: Tensor, ranks: Tensor, steps: int,
+    order_free: dict[int, Tensor],
+) -> dict[str, Tensor]:
+    """Deletion and insertion curves of ``x01`` with pixels removed in the order ``ranks`` [B, 1, H, W].
+
+    At f = 0 and f = 1 the scored batch does not depend on the order (nothing or everything
+    removed): its scores are taken from ``order_free`` (keyed by the pixel count) when an earlier
+    order of the same images, baseline and ``score_fn`` put them there, and stored there
+    otherwise - the same batch, so the same numbers, without its forward pass.
+    """
+    b, height, width = ranks.shape[0], ranks.shape[-2], ranks.shape[-1]
+    fractions = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+    counts = torch.round(fractions * (height * width)).to(torch.int64).tolist()
+    deletion = torch.empty(b, steps + 1, dtype=torch.float64, device=x01.device)
+    insertion = torch.empty_like(deletion)
+    with torch.no_grad():
+        for i, count in enumerate(counts):
+            endpoint = count in (0, height * width)
+            if endpoint and count in order_free:
+                scores = order_free[count]
+            else:
+                chosen = ranks < count
+                scores = score_fn(torch.cat([torch.where(chosen, base, x01), torch.where(chosen, x01, base)]))
+                if scores.shape != (2 * b,):
+                    raise ValueError(
+                        f"score_fn must return one score per image, shape {(2 * b,)}; got {tuple(scores.shape)}"
+                    )
+                if endpoint:
+                    order_free[count] = scores
+            deletion[:, i] = scores[:b].to(torch.float64)
+            insertion[:, i] = scores[b:].to(torch.float64)
+    fractions = fractions.to(x01.device)
+    return {
+        "fractions": fractions,
+        "deletion": deletion,
+        "insertion": insertion,
+        DELETION_AUC: area_under_curve(fractions, deletion),
+        INSERTION_AUC: area_under_curve(fractions, insertion),
+    }
+
+
 def deletion_insertion_curves(
     score_fn: Callable[[Tensor], Tensor],
     x01: Tensor,
@@ -85,55 +144,36 @@ def deletion_insertion_curves(
     fraction (steps + 1 calls) on the 2B images (deleted then inserted), under ``no_grad``.
     """
     b, height, width = _check_images_and_maps(x01, maps_up)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if isinstance(baseline, Tensor):
-        base = torch.broadcast_to(baseline.to(device=x01.device, dtype=x01.dtype), x01.shape)
-    elif baseline == "blur":
-        base = gaussian_blur(x01, blur_sigma)
-    elif baseline == "zero":
-        base = torch.zeros_like(x01)
-    else:
-        raise ValueError(f"baseline must be 'blur', 'zero' or a tensor, got {baseline!r}")
-
+    _check_steps(steps)
+    base = _baseline_images(x01, baseline, blur_sigma)
     ranks = _pixel_ranks(maps_up.to(x01.device), random_order, generator).view(b, 1, height, width)
-    fractions = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
-    counts = torch.round(fractions * (height * width)).to(torch.int64).tolist()
-    deletion = torch.empty(b, steps + 1, dtype=torch.float64, device=x01.device)
-    insertion = torch.empty_like(deletion)
-    with torch.no_grad():
-        for i, count in enumerate(counts):
-            chosen = ranks < count
-            batch = torch.cat([torch.where(chosen, base, x01), torch.where(chosen, x01, base)])
-            scores = score_fn(batch)
-            if scores.shape != (2 * b,):
-                raise ValueError(
-                    f"score_fn must return one score per image, shape {(2 * b,)}; got {tuple(scores.shape)}"
-                )
-            deletion[:, i] = scores[:b].to(torch.float64)
-            insertion[:, i] = scores[b:].to(torch.float64)
-    fractions = fractions.to(x01.device)
-    return {
-        "fractions": fractions,
-        "deletion": deletion,
-        "insertion": insertion,
-        DELETION_AUC: area_under_curve(fractions, deletion),
-        INSERTION_AUC: area_under_curve(fractions, insertion),
-    }
+    return _score_curves(score_fn, x01, base, ranks, steps, {})
 
 
 def _areas(
     forward: Callable[[Tensor], Tensor], x: Tensor, maps_up: Tensor, target: Tensor, steps: int,
     generator: torch.Generator | None, baseline: Baseline | Tensor = "blur", curves: bool = False,
 ) -> dict[str, Tensor]:
+    """Salience-order and random-order (control) curves of one batch, areas keyed by the row names.
+
+    The two orders share the baseline images (one blur) and the order-free passes at f = 0 and
+    f = 1, so they cost 2 (steps + 1) - 2 forward passes of 2B images, not 2 (steps + 1); every
+    score is the one :func:`deletion_insertion_curves` gives for that order.
+    """
+    b, height, width = _check_images_and_maps(x, maps_up)
+    _check_steps(steps)
     tgt = target.to(x.device).view(-1, 1)
 
     def score_fn(images: Tensor) -> Tensor:
         return class_probability(forward(images), tgt.repeat(images.shape[0] // tgt.shape[0], 1))
 
-    ordered = deletion_insertion_curves(score_fn, x, maps_up, steps=steps, baseline=baseline)
-    control = deletion_insertion_curves(score_fn, x, maps_up, steps=steps, baseline=baseline, random_order=True,
-                                        generator=generator)
+    base = _baseline_images(x, baseline, 10.0)
+    maps_up = maps_up.to(x.device)
+    order_free: dict[int, Tensor] = {}
+    ordered = _score_curves(score_fn, x, base, _pixel_ranks(maps_up, False, None).view(b, 1, height, width), steps,
+                            order_free)
+    control = _score_curves(score_fn, x, base, _pixel_ranks(maps_up, True, generator).view(b, 1, height, width),
+                            steps, order_free)
     out = {
         DELETION_AUC: ordered[DELETION_AUC],
         INSERTION_AUC: ordered[INSERTION_AUC],
@@ -175,7 +215,7 @@ class Deletion(Measure):
     title = "Deletion / insertion"
     question = "Does the score fall fast when the most salient pixels are removed first?"
     intro = "Pixels are removed (deletion) or restored (insertion) in order of salience, with a random-order control."
-    needs = Needs(passes=44)
+    needs = Needs(passes=40)  # 2 x (2 (steps + 1) - 2) at the default 10 steps
     outputs = (
         Output(DELETION_AUC, "Deletion AUC",
                "Does the score fall fast when the most salient pixels are removed first?",
