@@ -32,6 +32,7 @@ from torch import Tensor
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.conventions import Conventions
+from salience_audit.audit.host_memory import return_freed_memory
 from salience_audit.errors import ModelError
 from salience_audit.measures.base import BatchContext, Emit, RunView, to_numpy
 from salience_audit.measures.registry import selected
@@ -126,6 +127,7 @@ class BatchAuditor:
         """``(image index, reason)`` of images left out for non-finite logits (skip mode)."""
         self._nonfinite: dict[str, np.ndarray] = {}
         self._batch: BatchInput | None = None
+        self._first_batch_done = False
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -265,8 +267,13 @@ class BatchAuditor:
             for measure in self.measures:
                 measure.run_rows(ctx, view, emit)
             views.append(view)
+            if not self._first_batch_done and batch.images.device.type == "cpu":
+                # A run's first batch also checks the forward path against autograd passes, whose
+                # freed activations glibc keeps mapped; give them back before the next run (host_memory.py).
+                return_freed_memory()
         for measure in self.measures:
             measure.group_rows(ctx, views, emit)
+        self._first_batch_done = True
         return {v.name: v.maps for v in views}
 
     def process_maps(self, batch: BatchInput, maps: dict[str, Tensor], rows: RowBuffer) -> None:
