@@ -293,12 +293,18 @@ def bench_memory(arch: str, n_runs: int, n_images: int, batches: str) -> list[di
     return out
 
 
-def markdown(result: dict[str, Any]) -> str:
+def header(result: dict[str, Any]) -> list[str]:
+    """The command, date and machine lines that open a benchmark's section of docs/benchmarks.md."""
     m = result["machine"]
-    lines = [BEGIN, "", f"Command: `{result['command']}`  ", f"Date: {m['date']}  ",
-             f"Device: {m.get('gpu', 'CPU')} ({m['device']}); {m['cpus']} CPUs, torch {m['torch']} "
-             f"({m['torch_threads']} threads); load average at start {', '.join(f'{v:.1f}' for v in m['load_average_start'])}"
-             f", at end {', '.join(f'{v:.1f}' for v in m.get('load_average_end', []))}", ""]
+    return [f"Command: `{result['command']}`  ", f"Date: {m['date']}  ",
+            f"Device: {m.get('gpu', 'CPU')} ({m['device']}); {m['cpus']} CPUs, torch {m['torch']} "
+            f"({m['torch_threads']} threads); load average at start "
+            f"{', '.join(f'{v:.1f}' for v in m['load_average_start'])}"
+            f", at end {', '.join(f'{v:.1f}' for v in m.get('load_average_end', []))}", ""]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [BEGIN, "", *header(result)]
     for arch in result["archs"]:
         lines += [f"#### {arch['arch']} at {arch['input']} px, {arch['images']} images, batch {arch['batch']}", "",
                   "| measure | runs | AMP bf16 | channels-last | Grad-CAM passes / image / run | forward img/s | "
@@ -344,6 +350,15 @@ def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     DOC.write_text(text, encoding="utf-8")
+
+
+def publish(payload: Any, out: Path, section: str, doc: bool, begin: str = BEGIN, end: str = END) -> None:
+    """Write ``payload`` as JSON to ``out``, print ``section`` and, with ``doc``, put it in docs/benchmarks.md."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1, default=float) + "\n", encoding="utf-8")
+    print(section)
+    if doc:
+        write_doc(section, begin, end)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,12 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory:
         result["memory"] = bench_memory(args.memory_arch, args.memory_runs, args.memory_images, args.memory_batch)
     result["machine"]["load_average_end"] = list(os.getloadavg())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
-    section = markdown(result)
-    print(section)
-    if args.doc:
-        write_doc(section)
+    publish(result, Path(args.out), markdown(result), args.doc)
     return 0
 
 

@@ -29,7 +29,6 @@ between the bench_passes markers of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -46,7 +45,7 @@ from salience_audit.salience.extract import SalienceExtractor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_audit import bare_gradcam_passes, faces  # noqa: E402
-from bench_gpu import calibrated_models, machine, write_doc  # noqa: E402
+from bench_gpu import calibrated_models, header, machine, publish  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "passes.json"
@@ -116,11 +115,7 @@ def bench_arch(arch: str, n_images: int, reps: int) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    lines = [BEGIN, "", f"Command: `{result['command']}`  ", f"Date: {m['date']}  ",
-             f"Device: CPU; {m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} threads); load average "
-             f"at start {', '.join(f'{v:.1f}' for v in m['load_average_start'])}, at end "
-             f"{', '.join(f'{v:.1f}' for v in m.get('load_average_end', []))}", ""]
+    lines = [BEGIN, "", *header(result)]
     for arch in result["archs"]:
         lines += [f"#### {arch['arch']} at {arch['input']} px, one batch of {arch['images']} images, "
                   f"{arch['reps']} alternated repetitions (forward-only and autograd maps differ by at most "
@@ -158,12 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['forward_only_speedup']:.2f}x faster", flush=True)
         result["archs"].append(entry)
     result["machine"]["load_average_end"] = list(os.getloadavg())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    section = markdown(result)
-    print(section)
-    if args.doc:
-        write_doc(section, BEGIN, END)
+    publish(result, Path(args.out), markdown(result), args.doc, BEGIN, END)
     return 0
 
 

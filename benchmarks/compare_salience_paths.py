@@ -40,7 +40,7 @@ from salience_audit.salience.extract import SalienceExtractor
 from salience_audit.salience.normalize import to_uint8_levels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gpu import write_doc  # noqa: E402
+from bench_gpu import publish  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- compare_paths:begin -->", "<!-- compare_paths:end -->"
@@ -173,12 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(resnet_case(Path(tmp) / "resnet", args.resnet_images))
             print(json.dumps(cases[-1]), flush=True)
     command = "python benchmarks/compare_salience_paths.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(cases, indent=1) + "\n", encoding="utf-8")
-    section = markdown(cases, command.strip())
-    print(section)
-    if args.doc:
-        write_doc(section, BEGIN, END)
+    publish(cases, Path(args.out), markdown(cases, command.strip()), args.doc, BEGIN, END)
     return 0
 
 
