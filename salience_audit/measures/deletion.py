@@ -41,12 +41,15 @@ INSERTION_AUC_RANDOM = "insertion_auc_random"
 
 Baseline = Literal["blur", "zero"]
 
+BLUR_SIGMA = 10.0
+"""Sigma of the blurred baseline (the images blurred, scipy "reflect"), in the audit and by default."""
+
 
 
 def _pixel_ranks(maps_up: Tensor, random_order: bool, generator: torch.Generator | None) -> Tensor:
-    """Rank [B, H*W] of every pixel: 0 for the most salient (ties: lower flat index first),
+    """Rank [B, 1, H, W] of every pixel: 0 for the most salient (ties: lower flat index first),
     or a uniformly random permutation per image when ``random_order``."""
-    b = maps_up.shape[0]
+    b, height, width = maps_up.shape
     flat = maps_up.reshape(b, -1)
     if random_order:
         if generator is not None and generator.device.type != flat.device.type:
@@ -56,7 +59,7 @@ def _pixel_ranks(maps_up: Tensor, random_order: bool, generator: torch.Generator
     else:
         order = torch.sort(-flat.to(torch.float64), dim=1, stable=True).indices
     positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)
-    return torch.empty_like(order).scatter_(1, order, positions)
+    return torch.empty_like(order).scatter_(1, order, positions).view(b, 1, height, width)
 
 
 def _baseline_images(x01: Tensor, baseline: Baseline | Tensor, blur_sigma: float) -> Tensor:
@@ -126,7 +129,7 @@ def deletion_insertion_curves(
     *,
     random_order: bool = False,
     generator: torch.Generator | None = None,
-    blur_sigma: float = 10.0,
+    blur_sigma: float = BLUR_SIGMA,
 ) -> dict[str, Tensor]:
     """Deletion and insertion curves of images ``[B, C, H, W]`` ranked by maps ``[B, H, W]``.
 
@@ -143,10 +146,10 @@ def deletion_insertion_curves(
     has a low deletion area and a high insertion area. ``score_fn`` is called once per
     fraction (steps + 1 calls) on the 2B images (deleted then inserted), under ``no_grad``.
     """
-    b, height, width = _check_images_and_maps(x01, maps_up)
+    _check_images_and_maps(x01, maps_up)
     _check_steps(steps)
     base = _baseline_images(x01, baseline, blur_sigma)
-    ranks = _pixel_ranks(maps_up.to(x01.device), random_order, generator).view(b, 1, height, width)
+    ranks = _pixel_ranks(maps_up.to(x01.device), random_order, generator)
     return _score_curves(score_fn, x01, base, ranks, steps, {})
 
 
@@ -160,20 +163,18 @@ def _areas(
     f = 1, so they cost 2 (steps + 1) - 2 forward passes of 2B images, not 2 (steps + 1); every
     score is the one :func:`deletion_insertion_curves` gives for that order.
     """
-    b, height, width = _check_images_and_maps(x, maps_up)
+    _check_images_and_maps(x, maps_up)
     _check_steps(steps)
     tgt = target.to(x.device).view(-1, 1)
 
     def score_fn(images: Tensor) -> Tensor:
         return class_probability(forward(images), tgt.repeat(images.shape[0] // tgt.shape[0], 1))
 
-    base = _baseline_images(x, baseline, 10.0)
+    base = _baseline_images(x, baseline, BLUR_SIGMA)
     maps_up = maps_up.to(x.device)
     order_free: dict[int, Tensor] = {}
-    ordered = _score_curves(score_fn, x, base, _pixel_ranks(maps_up, False, None).view(b, 1, height, width), steps,
-                            order_free)
-    control = _score_curves(score_fn, x, base, _pixel_ranks(maps_up, True, generator).view(b, 1, height, width),
-                            steps, order_free)
+    ordered = _score_curves(score_fn, x, base, _pixel_ranks(maps_up, False, None), steps, order_free)
+    control = _score_curves(score_fn, x, base, _pixel_ranks(maps_up, True, generator), steps, order_free)
     out = {
         DELETION_AUC: ordered[DELETION_AUC],
         INSERTION_AUC: ordered[INSERTION_AUC],
