@@ -225,18 +225,23 @@ def bench_measures(arch: str, n_images: int, batch_size: int, measures: tuple[st
 # ----------------------------------------------------------------------------- (c) memory
 
 
-def _vmhwm_kb() -> int:
+def proc_status_kb(field: str) -> int | None:
+    """This process's ``field`` (``VmHWM``: peak resident set; ``VmRSS``: resident set) in kB, from
+    ``/proc/self/status`` (Linux), or None when the file has no such line."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    return -1
+    return None
+
+
+def _vmhwm_kb() -> int:
+    kb = proc_status_kb("VmHWM")
+    return -1 if kb is None else kb
 
 
 def _vmrss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return -1
+    kb = proc_status_kb("VmRSS")
+    return -1 if kb is None else kb
 
 
 def make_image_set(folder: Path, n: int, size: int = 64, distinct: int = 200) -> Path:

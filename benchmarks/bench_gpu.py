@@ -60,7 +60,8 @@ from salience_audit.models.registry import get_spec
 from salience_audit.salience.extract import SalienceExtractor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_audit import bare_gradcam_passes, faces  # noqa: E402  (the same images and bare passes as bench_audit)
+from bench_audit import bare_gradcam_passes, faces, proc_status_kb  # noqa: E402  (the same images, bare passes
+# and /proc reader as bench_audit)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "gpu.json"
@@ -242,10 +243,10 @@ def peak_rss_mib() -> float:
     started by a large parent reports the parent's peak (this script's parent grows to
     several GB timing autograd passes); ``VmHWM`` belongs to the new address space.
     """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status: the memory benchmark needs Linux")
+    kb = proc_status_kb("VmHWM")
+    if kb is None:
+        raise RuntimeError("no VmHWM in /proc/self/status: the memory benchmark needs Linux")
+    return kb / 1024
 
 
 def memory_child(arch: str, n_runs: int, n_images: int, path: str, batch: str) -> dict[str, Any]:
