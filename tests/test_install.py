@@ -110,13 +110,9 @@ def test_a_broken_optional_package_is_not_reported_as_missing(monkeypatch):
 
 
 def _check_install_module():
-    from importlib.machinery import SourceFileLoader
-    from importlib.util import module_from_spec, spec_from_loader
+    from bench_scripts import load_script
 
-    loader = SourceFileLoader("check_install", str(ROOT / "scripts" / "check-install"))
-    module = module_from_spec(spec_from_loader("check_install", loader))
-    loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "check-install", "check_install")
 
 
 @pytest.mark.parametrize(("error", "unread"), [
