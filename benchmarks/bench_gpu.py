@@ -1,7 +1,7 @@
 """Forward-only vs autograd salience per measure, GPU-ready: images/s, speed-up over the bare passes, memory.
 
-For each architecture and each setting (salience path ``forward`` / ``autograd``; on CUDA also
-AMP bf16 off / on and channels-last off / on) this script times ``BatchAuditor.process`` with one
+For each architecture and each setting (salience path ``forward`` / ``autograd``; AMP off / on
+and channels-last off / on, ``--settings``) this script times ``BatchAuditor.process`` with one
 measure switched on (entropy, noise, transforms, stability, degradation, deletion) on image
 batches already in memory, and - batch by batch in alternation, so that load changes hit every
 side - the *bare autograd Grad-CAM passes* that measure needs (plain PyTorch forward with a hook
@@ -12,16 +12,20 @@ Grad-CAM tool, the baseline of ``bench_audit.py``). Passes per image and run: en
 control). For deletion a second baseline is given: 1 bare Grad-CAM pass + the scoring passes as
 bare ``no_grad`` forwards (what the measure needed before forward-only salience).
 
-Speed-up = bare passes s / pipeline s (above 1: the pipeline beats the pass limit). The
+Speed-up = bare passes s / pipeline s (above 1: the pipeline beats the pass limit), the bare
+passes in the same precision and memory format; with AMP or channels-last on, a second speed-up
+is against the full-precision, contiguous bare passes of the ``off`` setting (the baseline of
+``bench_audit.py``: what the audit's own settings gain over a plain Grad-CAM tool). AMP is the
+audit's ``--amp``: ``device.amp_dtype`` (bfloat16; float16 on GPUs without it). The
 projection for 100,000 images x 10 runs x all measures is
 ``1e5 * 10 * (sum_m t_m - (M - 1) t_clean)``, ``t_m`` the seconds per image and run of measure m
 (stability's halved: it ran 2 runs), ``t_clean`` that of entropy (the clean pass every measure
 shares in a real audit, counted once).
 
 On CUDA the batch is ``auto`` (``audit.batchsize``: the largest that fits, measured) unless
-``--batch`` is given, and peak memory is ``torch.cuda.max_memory_allocated``. On the CPU, AMP and
-channels-last are CUDA-only settings of the audit, so only the two paths run; memory is the
-process's peak RSS. ``--memory`` adds the peak RSS (``VmHWM``) of a whole ``run_audit`` in a
+``--batch`` is given, and peak memory is ``torch.cuda.max_memory_allocated``. On the CPU memory is
+the process's peak RSS, and AMP is only fast where the CPU has native bfloat16
+(``device.cpu_has_fast_bfloat16``, recorded in the machine line). ``--memory`` adds the peak RSS (``VmHWM``) of a whole ``run_audit`` in a
 fresh subprocess per path (entropy + stability, ``--memory-runs`` runs of ``--memory-arch``).
 
 Run:  python benchmarks/bench_gpu.py                                   (CUDA: ResNet-50, 224 px)
@@ -54,7 +58,7 @@ from torch import Tensor, nn
 from salience_audit.audit.batch import BatchAuditor, BatchInput, RunExtractor
 from salience_audit.audit.config import AuditConfig
 from salience_audit.results.schema import RowBuffer
-from salience_audit.audit.worker import _AutocastExtractor
+from salience_audit.device import amp_dtype, autocast, cpu_has_fast_bfloat16
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.models.registry import get_spec
 from salience_audit.salience.extract import SalienceExtractor
@@ -69,6 +73,9 @@ DOC = HERE.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_gpu:begin -->", "<!-- bench_gpu:end -->"
 
 MEASURES = ("entropy", "noise", "transforms", "stability", "degradation", "deletion")
+SETTINGS: dict[str, tuple[bool, bool]] = {"off": (False, False), "amp": (True, False), "cl": (False, True),
+                                          "amp+cl": (True, True)}
+"""``--settings`` names -> (AMP, channels-last)."""
 PATHS = ("forward", "autograd")
 DELETION_STEPS = 10
 """The audit's default; ``--deletion-steps`` lowers it for slow CPU runs (all its passes are alike)."""
@@ -89,7 +96,10 @@ def machine(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "load_average_start": list(os.getloadavg()),
+        "amp_dtype": str(amp_dtype(device)).removeprefix("torch."),
     }
+    if device.type == "cpu":
+        out["cpu_native_bfloat16"] = cpu_has_fast_bfloat16()
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         out["gpu"] = props.name
@@ -130,13 +140,9 @@ class Clock:
             self.seconds += time.perf_counter() - t0
 
 
-@contextlib.contextmanager
-def precision(device: torch.device, amp: bool) -> Iterator[None]:
-    if amp and device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            yield
-    else:
-        yield
+def precision(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[None]:
+    """The audit's mixed precision (``--amp``) for the bare passes, or full precision."""
+    return autocast(device, amp_dtype(device) if amp else None)
 
 
 def bare_forward(model: AuditModel, x: Tensor, passes: int) -> None:
@@ -145,13 +151,15 @@ def bare_forward(model: AuditModel, x: Tensor, passes: int) -> None:
             model(x)
 
 
-def make_auditor(models: list[AuditModel], measure: str, path: str, batch: int, amp: bool, size: int) -> BatchAuditor:
+def make_auditor(models: list[AuditModel], measure: str, path: str, batch: int, amp: bool, channels_last: bool,
+                 size: int) -> BatchAuditor:
     config = AuditConfig(measures=(measure,), batch_size=batch, device=str(models[0].device), salience_path=path,
                          deletion_steps=DELETION_STEPS)
     runs = []
     for m in models:
-        ex = SalienceExtractor(m, "gradcam", path=path)
-        runs.append(RunExtractor(m.name, _AutocastExtractor(ex, torch.bfloat16) if amp else ex))  # type: ignore[arg-type]
+        ex = SalienceExtractor(m, "gradcam", path=path, autocast_dtype=amp_dtype(m.device) if amp else None,
+                               channels_last=channels_last)
+        runs.append(RunExtractor(m.name, ex))
     return BatchAuditor(runs, config, "bench", "g", size)
 
 
@@ -167,31 +175,33 @@ def bench_setting(models: list[AuditModel], x: Tensor, batch: int, amp: bool, ch
     """One (arch, AMP, channels-last) setting: every measure, both paths and the bare baselines."""
     device = models[0].device
     size = models[0].input_size
-    if channels_last:
+    if channels_last:  # the audit's extractor converts each batch at the model's input; the bare passes get it so
         for m in models:
             m.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    xb_bare_format = torch.channels_last if channels_last else torch.contiguous_format
+    x_bare = x.contiguous(memory_format=xb_bare_format)
     rows = []
     for measure in measures:
         runs = models[:2] if measure == "stability" else models[:1]
-        auditors = {p: make_auditor(runs, measure, p, batch, amp, size) for p in paths}
+        auditors = {p: make_auditor(runs, measure, p, batch, amp, channels_last, size) for p in paths}
         for aud in auditors.values():  # warm-up (and the auto path's one-time check), not timed
             process(aud, x[:2], 0)
         with precision(device, amp):
             for m in runs:
-                bare_gradcam_passes(m, x[:2], 1)
+                bare_gradcam_passes(m, x_bare[:2], 1)
         clocks = {k: Clock() for k in (*paths, "bare", "bare_scoring")}
         peaks = {p: 0 for p in paths}
         for k, start in enumerate(range(0, x.shape[0], batch)):
-            xb = x[start : start + batch]
+            xb, xb_bare = x[start : start + batch], x_bare[start : start + batch]
             with clocks["bare"].run(device), precision(device, amp):
                 for m in runs:
-                    bare_gradcam_passes(m, xb, grad_passes(measure))
+                    bare_gradcam_passes(m, xb_bare, grad_passes(measure))
             if measure == "deletion":
                 with clocks["bare_scoring"].run(device), precision(device, amp):
                     for m in runs:
-                        bare_gradcam_passes(m, xb, 1)
-                        bare_forward(m, torch.cat([xb, xb]), 2 * (DELETION_STEPS + 1))
+                        bare_gradcam_passes(m, xb_bare, 1)
+                        bare_forward(m, torch.cat([xb_bare, xb_bare]).contiguous(memory_format=xb_bare_format),
+                                     2 * (DELETION_STEPS + 1))
             for path in paths if k % 2 == 0 else paths[::-1]:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
@@ -225,6 +235,16 @@ def bench_setting(models: list[AuditModel], x: Tensor, batch: int, amp: bool, ch
         for m in models:
             m.to(memory_format=torch.contiguous_format)
     return rows
+
+
+def against_full_precision(rows: list[dict[str, Any]], paths: tuple[str, ...]) -> None:
+    """Add ``speedup_{path}_vs_full_bare``: the ``off`` setting's bare seconds of the same measure / this row's
+    pipeline seconds (same images and batches, timed in the same run, not alternated with this row)."""
+    base = {r["measure"]: r["bare_s"] for r in rows if not r["amp_bf16"] and not r["channels_last"]}
+    for r in rows:
+        if (r["amp_bf16"] or r["channels_last"]) and r["measure"] in base:
+            for path in paths:
+                r[f"speedup_{path}_vs_full_bare"] = base[r["measure"]] / r[f"{path}_s"]
 
 
 def projection(rows: list[dict[str, Any]], path: str, runs: int = 10, images: int = 100_000) -> float | None:
@@ -301,16 +321,20 @@ def header(result: dict[str, Any]) -> list[str]:
             f"Device: {m.get('gpu', 'CPU')} ({m['device']}); {m['cpus']} CPUs, torch {m['torch']} "
             f"({m['torch_threads']} threads); load average at start "
             f"{', '.join(f'{v:.1f}' for v in m['load_average_start'])}"
-            f", at end {', '.join(f'{v:.1f}' for v in m.get('load_average_end', []))}", ""]
+            f", at end {', '.join(f'{v:.1f}' for v in m.get('load_average_end', []))}"
+            + (f"; AMP dtype {m['amp_dtype']}" if "amp_dtype" in m else "")
+            + ({True: " (native on this CPU)", False: " (emulated on this CPU)"}.get(m.get("cpu_native_bfloat16"), "")
+               if m.get("amp_dtype") == "bfloat16" else ""), ""]
 
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [BEGIN, "", *header(result)]
     for arch in result["archs"]:
         lines += [f"#### {arch['arch']} at {arch['input']} px, {arch['images']} images, batch {arch['batch']}", "",
-                  "| measure | runs | AMP bf16 | channels-last | Grad-CAM passes / image / run | forward img/s | "
-                  "autograd img/s | bare passes img/s | speed-up forward vs bare | autograd vs bare | forward vs autograd |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| measure | runs | AMP | channels-last | Grad-CAM passes / image / run | forward img/s | "
+                  "autograd img/s | bare passes img/s | speed-up forward vs bare | autograd vs bare | forward vs autograd "
+                  "| forward vs full-precision bare |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         def num(r: dict[str, Any], key: str, fmt: str = "{:.3f}") -> str:
             return fmt.format(r[key]) if key in r else "-"
 
@@ -322,13 +346,18 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {r['measure']} | {r['runs']} | {'on' if r['amp_bf16'] else 'off'} | {'on' if r['channels_last'] else 'off'} "
                 f"| {r['grad_passes_per_image_run']} | {num(r, 'forward_images_per_s')} | {num(r, 'autograd_images_per_s')} | "
                 f"{r['bare_images_per_s']:.3f} | {num(r, 'speedup_forward_vs_bare', '{:.2f}x')}{extra} | "
-                f"{num(r, 'speedup_autograd_vs_bare', '{:.2f}x')} | {num(r, 'forward_vs_autograd', '{:.2f}x')} |")
-        proj = [f"{label} {arch[key]:.1f} h" for key, label in (("projection_forward_h", "forward-only"),
-                                                                 ("projection_autograd_h", "autograd"))
-                if arch.get(key) is not None]
+                f"{num(r, 'speedup_autograd_vs_bare', '{:.2f}x')} | {num(r, 'forward_vs_autograd', '{:.2f}x')} | "
+                f"{num(r, 'speedup_forward_vs_full_bare', '{:.2f}x')} |")
+        proj = []
+        for p in arch["projections"]:
+            hours = [f"{label} {p[key]:.1f} h" for key, label in (("forward_h", "forward-only"), ("autograd_h", "autograd"))
+                     if p.get(key) is not None]
+            if hours:
+                proj.append(f"AMP {'on' if p['amp_bf16'] else 'off'}, channels-last {'on' if p['channels_last'] else 'off'}: "
+                            + ", ".join(hours))
         if proj:
-            lines += ["", "Projected time for 100,000 images x 10 runs x all measures (AMP and channels-last off) on "
-                          f"this device: {', '.join(proj)}."]
+            lines += ["", "Projected time for 100,000 images x 10 runs x all measures on this device: "
+                          + "; ".join(proj) + "."]
         lines.append("")
     if result.get("memory"):
         lines += ["#### Peak memory of a whole audit (entropy + stability), fresh process, `VmHWM`", "",
@@ -371,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=0, help="images per pass (default: auto on CUDA, 4 on CPU)")
     parser.add_argument("--measures", default=",".join(MEASURES))
     parser.add_argument("--paths", default=",".join(PATHS), help="salience paths to time through the pipeline")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help=f"comma-separated (AMP, channels-last) settings among {list(SETTINGS)}")
     parser.add_argument("--deletion-steps", type=int, default=DELETION_STEPS)
     parser.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (default: all)")
     parser.add_argument("--memory", action="store_true", help="also the peak RSS of a whole audit per path")
@@ -401,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/bench_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result: dict[str, Any] = {"command": command.strip(), "machine": machine(device), "archs": []}
     print(json.dumps(result["machine"]), flush=True)
-    settings = [(False, False)] if device.type != "cuda" else [(False, False), (True, False), (False, True), (True, True)]
+    names = [n for n in args.settings.split(",") if n]
+    if not names or set(names) - set(SETTINGS):
+        parser.error(f"--settings takes {list(SETTINGS)}")
+    settings = [SETTINGS[n] for n in names]
     for arch in [a for a in args.arch.split(",") if a]:
         size = args.size or get_spec(arch).input_size
         models = calibrated_models(arch, 2, size, device)
@@ -419,11 +453,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for amp, channels_last in settings:
             rows += bench_setting(models, x, batch, amp, channels_last, measures, paths)
-        first = [r for r in rows if not r["amp_bf16"] and not r["channels_last"]]
-        entry: dict[str, Any] = {"arch": arch, "input": size, "images": n, "batch": batch, "rows": rows}
-        for path in ("forward", "autograd"):
-            p = projection(first, path)
-            entry[f"projection_{path}_h"] = None if p is None else p / 3600
+        against_full_precision(rows, paths)
+        entry: dict[str, Any] = {"arch": arch, "input": size, "images": n, "batch": batch, "rows": rows,
+                                 "projections": []}
+        for amp, channels_last in settings:
+            same = [r for r in rows if (r["amp_bf16"], r["channels_last"]) == (amp, channels_last)]
+            hours = {path: projection(same, path) for path in ("forward", "autograd")}
+            entry["projections"].append({"amp_bf16": amp, "channels_last": channels_last,
+                                         **{f"{k}_h": None if v is None else v / 3600 for k, v in hours.items()}})
         result["archs"].append(entry)
     if args.memory:
         result["memory"] = bench_memory(args.memory_arch, args.memory_runs, args.memory_images, args.memory_batch)

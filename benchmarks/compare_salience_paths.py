@@ -1,7 +1,10 @@
-"""Audit rows and 8-bit maps through forward-only salience against the autograd path.
+"""Audit rows and 8-bit maps through forward-only salience (and the faster settings) against the autograd path.
 
-Two audits of the same runs and images, one with ``salience_path="autograd"`` and one with
-``"auto"`` (forward-only after each run's first-batch check), compared row by row:
+Audits of the same runs and images: the reference with ``salience_path="autograd"`` in full
+precision and the contiguous memory format, and one per ``--variants`` setting, each compared
+row by row with the reference. The settings: ``forward`` (``salience_path="auto"``: forward-only
+after each run's first-batch check), ``channels-last`` (the same, ``channels_last=True``),
+``amp`` (the same, ``amp=True``: bfloat16 passes) and ``amp+channels-last``. The cases:
 
 - the demo (``salience_audit.demo``: its data, its two families of small CNNs - trained here
   for ``--demo-epochs`` epochs with ``--demo-seeds`` seeds per family - and its audit settings,
@@ -9,13 +12,13 @@ Two audits of the same runs and images, one with ``salience_path="autograd"`` an
 - a ResNet-50 audit at 224 px (2 runs with random weights and batch-norm statistics from one
   batch, ``--resnet-images`` face images, every measure, deletion with 4 steps).
 
-For each: the number of rows, the largest absolute difference of any value (SSIM and every
-other measure), the rows differing by more than 1e-6; and for the clean maps of every run and
-image the 8-bit levels q = floor(255 S) of both paths: equal levels, levels that differ where
-the float maps straddle a level boundary (|S_f - S_a| < 1/255 with floor differing), and any
-other difference.
+For each: the number of rows, the largest and the 99th-percentile absolute difference of any
+value (SSIM and every other measure), the largest of the SSIM rows, the rows differing by more
+than 1e-6; and for the clean maps of every run and image the 8-bit levels q = floor(255 S) of
+both: equal levels, levels that differ where the float maps straddle a level boundary
+(|S_f - S_a| < 1/255 with floor differing), and any other difference.
 
-Run: python benchmarks/compare_salience_paths.py [--doc]
+Run: python benchmarks/compare_salience_paths.py [--variants forward,channels-last,amp,amp+channels-last] [--doc]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 
 from salience_audit.audit.config import AuditConfig
 from salience_audit.audit.pipeline import run_audit
+from salience_audit.audit.worker import build_extractor
 from salience_audit.data.images import load_image
 from salience_audit.models.audit_model import AuditModel, load_run
 from salience_audit.salience.extract import SalienceExtractor
@@ -45,6 +49,14 @@ from bench_gpu import publish  # noqa: E402
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- compare_paths:begin -->", "<!-- compare_paths:end -->"
 KEYS = ["dataset", "path", "group", "run", "measure", "variant"]
+VARIANTS: dict[str, dict[str, Any]] = {
+    "forward": {"salience_path": "auto"},
+    "channels-last": {"salience_path": "auto", "channels_last": True},
+    "amp": {"salience_path": "auto", "amp": True},
+    "amp+channels-last": {"salience_path": "auto", "amp": True, "channels_last": True},
+}
+"""``--variants`` names -> the settings each changes from the reference (autograd, full precision, contiguous)."""
+REFERENCE: dict[str, Any] = {"salience_path": "autograd", "amp": False, "channels_last": False}
 
 
 def read_rows(audit: Path) -> pd.DataFrame:
@@ -71,15 +83,19 @@ def compare_rows(a: Path, b: Path) -> dict[str, Any]:
         "rows": int(len(ra)), "rows_other": int(len(rb)), "unmatched": int((merged["_merge"] != "both").sum()),
         "nan_pattern_differs": nan_differs, "max_abs_diff": float(diff.max(initial=0.0)),
         "max_abs_diff_ssim": float(diff[ssim].max(initial=0.0)), "rows_over_1e-6": int((diff > 1e-6).sum()),
+        "p99_abs_diff": float(np.quantile(diff, 0.99)) if diff.size else 0.0,
     }
 
 
-def compare_levels(models: list[AuditModel], images: torch.Tensor, method: str = "gradcam") -> dict[str, Any]:
+def compare_levels(models: list[AuditModel], images: torch.Tensor, config: AuditConfig) -> dict[str, Any]:
+    """8-bit levels of the clean maps: the reference extractor against the one ``config`` builds (forward path forced)."""
     equal = straddle = other = 0
     max_float = 0.0
+    cpu = torch.device("cpu")
     for m in models:
-        fa = SalienceExtractor(m, method, path="autograd")(images).maps
-        ff = SalienceExtractor(m, method, path="forward")(images).maps
+        fa = SalienceExtractor(m, config.method, path="autograd")(images).maps
+        ff = build_extractor(m, replace(config, salience_path="forward"), cpu)(images).maps
+        build_extractor(m, replace(config, **REFERENCE), cpu)  # the model back in the contiguous format
         qa, qf = to_uint8_levels(fa), to_uint8_levels(ff)
         same = qa == qf
         close = (fa - ff).abs() < 1.0 / 255
@@ -91,7 +107,21 @@ def compare_levels(models: list[AuditModel], images: torch.Tensor, method: str =
             "levels_other": other, "max_abs_map_diff": max_float}
 
 
-def demo_case(root: Path, seeds: int, epochs: int) -> dict[str, Any]:
+def compare_variants(root: Path, label: str, models: list[AuditModel], images: torch.Tensor, base: AuditConfig,
+                     variants: list[str], audit: Any) -> list[dict[str, Any]]:
+    """Run the reference audit and one per variant (``audit(config, folder)``), each compared with the reference."""
+    audit(replace(base, **REFERENCE), root / "audit-reference")
+    cases = []
+    for name in variants:
+        config = replace(base, **{**REFERENCE, **VARIANTS[name]})
+        audit(config, root / f"audit-{name}")
+        cases.append({"case": label, "setting": name, **compare_rows(root / "audit-reference", root / f"audit-{name}"),
+                      **compare_levels(models, images, config)})
+        print(json.dumps(cases[-1]), flush=True)
+    return cases
+
+
+def demo_case(root: Path, seeds: int, epochs: int, variants: list[str]) -> list[dict[str, Any]]:
     from salience_audit.data.demo import build_demo_data
     from salience_audit.data.manifest import read_manifest
     from salience_audit.demo import DemoSettings, _as_dataset, _train_family
@@ -108,16 +138,16 @@ def demo_case(root: Path, seeds: int, epochs: int) -> dict[str, Any]:
     base = AuditConfig(method="gradcam", measures=("entropy", "noise", "transforms", "stability", "degradation",
                                                     "deletion", "human"),
                        batch_size=settings.audit_batch_size, shard_size=256, device="cpu")
-    for path in ("autograd", "auto"):
-        run_audit(groups, datasets, root / f"audit-{path}", config=replace(base, salience_path=path),
-                  ood_datasets=["non-faces"], progress=False, report=False)
+    def audit(config: AuditConfig, folder: Path) -> None:
+        run_audit(groups, datasets, folder, config=config, ood_datasets=["non-faces"], progress=False, report=False)
+
     models = [load_run(r).eval() for runs in groups.values() for r in runs]
     images = torch.stack([load_image(s.path, 64) for s in test + ood])
-    return {"case": f"demo ({len(test)} test + {len(ood)} out-of-set images, {2 * seeds} runs, {epochs} epochs)",
-            **compare_rows(root / "audit-autograd", root / "audit-auto"), **compare_levels(models, images)}
+    label = f"demo ({len(test)} test + {len(ood)} out-of-set images, {2 * seeds} runs, {epochs} epochs)"
+    return compare_variants(root, label, models, images, base, variants, audit)
 
 
-def resnet_case(root: Path, n_images: int) -> dict[str, Any]:
+def resnet_case(root: Path, n_images: int, variants: list[str]) -> list[dict[str, Any]]:
     from PIL import Image
 
     from salience_audit.data.sample import Sample
@@ -133,22 +163,23 @@ def resnet_case(root: Path, n_images: int) -> dict[str, Any]:
     models = calibrated_models("resnet50", 2, 224, torch.device("cpu"))
     base = AuditConfig(measures=("entropy", "noise", "transforms", "stability", "degradation", "deletion"),
                        batch_size=8, device="cpu", deletion_steps=4, gallery_size=1)
-    for path in ("autograd", "auto"):
-        run_audit({"g": models}, {"faces": samples}, root / f"audit-{path}", config=replace(base, salience_path=path),
-                  progress=False, report=False)
+    def audit(config: AuditConfig, folder: Path) -> None:
+        run_audit({"g": models}, {"faces": samples}, folder, config=config, progress=False, report=False)
+
     images = torch.stack([load_image(s.path, 224) for s in samples])
-    return {"case": f"ResNet-50 at 224 px ({n_images} images, 2 runs, random weights)",
-            **compare_rows(root / "audit-autograd", root / "audit-auto"), **compare_levels(models, images)}
+    label = f"ResNet-50 at 224 px ({n_images} images, 2 runs, random weights)"
+    return compare_variants(root, label, models, images, base, variants, audit)
 
 
 def markdown(cases: list[dict[str, Any]], command: str) -> str:
     lines = [BEGIN, "", f"Command: `{command}`", "",
-             "| audit | rows | unmatched rows | max abs difference (all rows) | max abs difference (SSIM rows) | "
-             "rows differing > 1e-6 | map cells | 8-bit levels equal | differing at a level boundary | "
-             "other differences | max abs map difference |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| audit | setting | rows | unmatched rows | max abs difference (all rows) | 99th percentile | "
+             "max abs difference (SSIM rows) | rows differing > 1e-6 | map cells | 8-bit levels equal | "
+             "differing at a level boundary | other differences | max abs map difference |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in cases:
-        lines.append(f"| {c['case']} | {c['rows']} | {c['unmatched']} | {c['max_abs_diff']:.3g} | "
+        lines.append(f"| {c['case']} | {c['setting']} | {c['rows']} | {c['unmatched']} | {c['max_abs_diff']:.3g} | "
+                     f"{c['p99_abs_diff']:.3g} | "
                      f"{c['max_abs_diff_ssim']:.3g} | {c['rows_over_1e-6']} | {c['map_cells']} | {c['levels_equal']} | "
                      f"{c['levels_straddle']} | {c['levels_other']} | {c['max_abs_map_diff']:.3g} |")
     lines += ["", END]
@@ -160,18 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-seeds", type=int, default=2)
     parser.add_argument("--demo-epochs", type=int, default=3)
     parser.add_argument("--resnet-images", type=int, default=4)
+    parser.add_argument("--variants", default="forward",
+                        help=f"comma-separated settings compared with the reference, among {list(VARIANTS)}")
     parser.add_argument("--doc", action="store_true")
     parser.add_argument("--out", default=str(HERE / "results" / "salience_paths.json"))
     args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    if not variants or set(variants) - set(VARIANTS):
+        parser.error(f"--variants takes {list(VARIANTS)}")
     torch.set_num_threads(1)
     cases = []
     with tempfile.TemporaryDirectory(prefix="compare-paths-") as tmp:
-        cases.append(demo_case(Path(tmp) / "demo", args.demo_seeds, args.demo_epochs))
-        print(json.dumps(cases[-1]), flush=True)
+        cases += demo_case(Path(tmp) / "demo", args.demo_seeds, args.demo_epochs, variants)
         if args.resnet_images > 0:
             (Path(tmp) / "resnet").mkdir()
-            cases.append(resnet_case(Path(tmp) / "resnet", args.resnet_images))
-            print(json.dumps(cases[-1]), flush=True)
+            cases += resnet_case(Path(tmp) / "resnet", args.resnet_images, variants)
     command = "python benchmarks/compare_salience_paths.py " + " ".join(argv if argv is not None else sys.argv[1:])
     publish(cases, Path(args.out), markdown(cases, command.strip()), args.doc, BEGIN, END)
     return 0

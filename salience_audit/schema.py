@@ -95,6 +95,9 @@ def problems_of(err: ValidationError, flags: set[str], where_config: str, known:
         elif e.get("type") == "extra_forbidden":
             known_keys = ", ".join(sorted(known))
             problems.append(f"{where_config}unknown setting {key!r}; known settings: {known_keys}")
+        elif not loc:  # a check of several settings together (a model validator): no one key to name
+            where = where_config.rstrip(" .:")
+            problems.append(f"{where}: {_message(e)}" if where else _message(e))
         else:
             where = f"{flag_name(key)}{rest}" if key in flags else f"{where_config}{key}{rest}"
             problems.append(f"{where}: {_message(e)}")

@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
 from salience_audit.audit import worker
-from salience_audit.audit.worker import RunRef, _AutocastExtractor, _keep_only_cached, resolve_device
+from salience_audit.audit.worker import RunRef, _keep_only_cached, resolve_device
+from salience_audit.device import amp_dtype, autocast
 from salience_audit.errors import InputError
-from salience_audit.models.audit_model import AuditModel
-from salience_audit.salience.extract import SalienceExtractor
 
 
-def test_autocast_wrapper_returns_float32_maps_and_keeps_the_model() -> None:
-    torch.manual_seed(0)
-    model = AuditModel.from_arch("small_cnn", weights=None).eval()
-    x = torch.rand(3, 3, 64, 64)
-    plain = SalienceExtractor(model, "gradcam")
-    wrapped = _AutocastExtractor(SalienceExtractor(model, "gradcam"))
-    assert wrapped.model is model  # BatchAuditor's deletion curves call the model directly
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "CUDA is not available, disabling autocast" on CPU machines
-        out = wrapped(x)
-    ref = plain(x)
-    assert out.maps.dtype == torch.float32 and out.logits.dtype == torch.float32
-    if not torch.cuda.is_available():  # autocast is off on the CPU: identical results
-        torch.testing.assert_close(out.maps, ref.maps, rtol=0, atol=0)
-        torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=0)
-    wrapped.close()
+def test_amp_dtype_is_bfloat16_where_supported_else_float16(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert amp_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert amp_dtype(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # before Ampere
+    assert amp_dtype(torch.device("cuda")) == torch.float16
+
+
+def test_autocast_none_is_full_precision() -> None:
+    a, b = torch.rand(4, 4), torch.rand(4, 4)
+    with autocast(torch.device("cpu"), None):
+        assert (a @ b).dtype == torch.float32
+    with autocast(torch.device("cpu"), torch.bfloat16):
+        assert (a @ b).dtype == torch.bfloat16
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

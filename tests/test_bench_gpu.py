@@ -17,20 +17,36 @@ def bench():  # type: ignore[no-untyped-def]
 def test_bench_gpu_small_run(bench, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "gpu.json"
     assert bench.main(["--arch", "small_cnn", "--images", "2", "--batch", "2", "--out", str(out), "--memory",
-                       "--memory-arch", "small_cnn", "--memory-runs", "2", "--memory-images", "2"]) == 0
+                       "--memory-arch", "small_cnn", "--memory-runs", "2", "--memory-images", "2",
+                       "--settings", "off,amp+cl"]) == 0
     result = json.loads(out.read_text())
     (arch,) = result["archs"]
-    assert [r["measure"] for r in arch["rows"]] == list(bench.MEASURES)
+    settings = [(False, False), (True, True)]
+    assert [(r["measure"], r["amp_bf16"], r["channels_last"]) for r in arch["rows"]] == [
+        (m, amp, cl) for amp, cl in settings for m in bench.MEASURES]
+    full = {r["measure"]: r for r in arch["rows"] if not r["amp_bf16"]}
     for r in arch["rows"]:
         assert r["forward_s"] > 0 and r["autograd_s"] > 0 and r["bare_s"] > 0
         assert r["speedup_forward_vs_bare"] == pytest.approx(r["bare_s"] / r["forward_s"])
-        assert not r["amp_bf16"] and not r["channels_last"]  # CUDA-only settings are not timed on the CPU
-    per = {r["measure"]: r["forward_s"] / r["images"] / r["runs"] for r in arch["rows"]}
-    expected = 1e5 * 10 * (sum(per.values()) - 5 * per["entropy"]) / 3600
-    assert arch["projection_forward_h"] == pytest.approx(expected)
+        if r["amp_bf16"]:  # against the full-precision, contiguous bare passes of the same measure
+            assert r["speedup_forward_vs_full_bare"] == pytest.approx(full[r["measure"]]["bare_s"] / r["forward_s"])
+        else:
+            assert "speedup_forward_vs_full_bare" not in r
+    assert [(p["amp_bf16"], p["channels_last"]) for p in arch["projections"]] == settings
+    for p in arch["projections"]:
+        same = [r for r in arch["rows"] if (r["amp_bf16"], r["channels_last"]) == (p["amp_bf16"], p["channels_last"])]
+        per = {r["measure"]: r["forward_s"] / r["images"] / r["runs"] for r in same}
+        assert p["forward_h"] == pytest.approx(1e5 * 10 * (sum(per.values()) - 5 * per["entropy"]) / 3600)
+    assert result["machine"]["amp_dtype"] == "bfloat16"
     assert {m["path"] for m in result["memory"]} == {"forward", "autograd"}
     assert all(m["peak_rss_mib"] >= m["peak_rss_after_models_mib"] > 0 for m in result["memory"])
-    assert "bench_gpu:begin" in bench.markdown(result)
+    text = bench.markdown(result)
+    assert "bench_gpu:begin" in text and "AMP on, channels-last on: forward-only" in text
+
+
+def test_bench_gpu_refuses_unknown_settings(bench, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        bench.main(["--arch", "small_cnn", "--settings", "fp8", "--out", str(tmp_path / "x.json")])
 
 
 def test_memory_child_reports_its_own_peak_not_its_parents(bench) -> None:  # type: ignore[no-untyped-def]

@@ -53,7 +53,7 @@ def test_the_audit_returns_memory_after_each_run_of_its_first_batch_only(monkeyp
     monkeypatch.setattr(batch_module, "return_freed_memory", lambda: calls.append(1) or True)
     bench = load_bench("bench_gpu")
     models = bench.calibrated_models("small_cnn", 2, 64, torch.device("cpu"))
-    auditor = bench.make_auditor(models, "stability", "auto", 2, False, 64)
+    auditor = bench.make_auditor(models, "stability", "auto", 2, False, False, 64)
     x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     bench.process(auditor, x[:2], 0)
     assert len(calls) == 2  # one per run

@@ -66,3 +66,18 @@ def test_profile_from_config_file_and_bad_value(audit_setup, tmp_path, capsys): 
                  "--out", str(tmp_path / "p"), "--quiet"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "profile" in err and "'default' or 'study'" in err and "audit.toml" in err
+
+
+def test_study_profile_refuses_reduced_precision_and_channels_last(audit_setup, tmp_path, capsys):  # noqa: F811
+    """Bit-for-bit parity cannot hold under --amp (every map changes) or --channels-last (convolutions
+    round differently): refused before anything is written, the message naming the flags."""
+    for flags, named in ((["--amp"], "--amp would"), (["--amp", "--channels-last"], "--amp and --channels-last would")):
+        out = tmp_path / "-".join(f.strip("-") for f in flags)
+        capsys.readouterr()
+        assert _audit(audit_setup, out, "--profile", "study", *flags) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert "profile 'study'" in err and named in err and "Traceback" not in err
+        assert not out.exists() or not any(out.iterdir())
+    assert _audit(audit_setup, tmp_path / "default-amp", "--amp", "--channels-last", "--no-report") == 0
+    meta = json.loads((tmp_path / "default-amp" / "audit.json").read_text())
+    assert meta["config"]["amp"] is True and meta["config"]["channels_last"] is True

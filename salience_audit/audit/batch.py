@@ -333,7 +333,7 @@ class BatchAuditor:
 
     @torch.no_grad()
     def _forward(self, run: RunExtractor, images: Tensor) -> Tensor:
-        """Logits of a plain forward pass of ``run`` (no map), checked for finiteness."""
-        logits = run.extractor.model(images)
+        """Logits of a plain forward pass of ``run`` (no map, the extractor's precision), checked for finiteness."""
+        logits = run.extractor.logits(images)
         self._flag(run.name, logits)
         return logits

@@ -76,8 +76,8 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--shard-size", type=int, help="images per result shard, the unit of resume and distribution (default 1024)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default 0)")
-    p.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA")
-    p.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format on CUDA")
+    p.add_argument("--amp", action="store_true", default=None, help="mixed-precision model passes (bfloat16; float16 on GPUs without bfloat16); maps and measures stay float32")
+    p.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format for models and images (faster convolutions on GPUs and on the CPU)")
     p.add_argument("--deletion-steps", type=int, help="points of the deletion/insertion curves minus one (default 10)")
     p.add_argument(
         "--threshold",

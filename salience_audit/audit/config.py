@@ -49,8 +49,9 @@ class AuditConfig:
         shard_size: images per result shard (unit of resume and of distribution).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
         num_workers: DataLoader worker processes.
-        amp: mixed precision (CUDA only).
-        channels_last: channels-last memory format (CUDA only).
+        amp: mixed-precision model passes (``device.amp_dtype``: bfloat16 on the CPU and on GPUs
+            that support it, else float16); maps, logits and every measure stay float32 / float64.
+        channels_last: channels-last memory format for models and image batches (any device).
         seed: seed of the noise; the same seed gives the same noisy images.
         noise_levels: salt-and-pepper amounts.
         deletion_steps: fractions in the deletion / insertion curves (steps + 1 points).

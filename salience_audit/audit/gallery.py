@@ -20,14 +20,12 @@ import pyarrow.parquet as pq
 import torch
 
 from salience_audit.audit.config import AuditConfig
-from salience_audit.audit.conventions import Conventions
-from salience_audit.audit.worker import RunRef, _keep_only_cached, clear_model_cache
+from salience_audit.audit.worker import RunRef, _keep_only_cached, build_extractor, clear_model_cache
 from salience_audit.data.images import load_image
 from salience_audit.data.sample import Sample
 from salience_audit.device import resolve_device
 from salience_audit.measures.stability import STABILITY_SSIM
 from salience_audit.results.store import ResultStore, atomic_save_npz
-from salience_audit.salience.extract import SalienceExtractor
 from salience_audit.salience.normalize import resize_bilinear
 
 
@@ -129,10 +127,7 @@ def write_gallery(out: Path, refs: dict[str, list[RunRef]], datasets: dict[str, 
                 x = loaded[size].to(device)
                 if images_u8 is None:
                     images_u8 = (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-                extractor = SalienceExtractor(
-                    model, config.method, path=config.salience_path,
-                    grad_before_inplace=Conventions(config.profile).grad_before_inplace,
-                )
+                extractor = build_extractor(model, config, device)  # the audit's own settings
                 try:
                     maps = extractor(x).maps.detach().cpu().numpy().astype(np.float32)
                 finally:

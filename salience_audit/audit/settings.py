@@ -146,6 +146,17 @@ class ComputeSettings(BaseModel):
             raise ValueError(f"unknown salience path {value!r}; known: {', '.join(SALIENCE_PATHS)}")
         return value
 
+    @model_validator(mode="after")
+    def _study_is_full_precision(self) -> ComputeSettings:
+        """The ``study`` profile promises the original study's float32 passes bit for bit; mixed
+        precision changes every map and channels-last the float rounding of every convolution."""
+        changed = [flag for flag, on in (("--amp", self.amp), ("--channels-last", self.channels_last)) if on]
+        if self.profile == "study" and changed:
+            raise ValueError(f"profile 'study' reproduces the original study's full-precision passes bit for bit; "
+                             f"{' and '.join(changed)} would change its numbers: drop {'them' if len(changed) > 1 else 'it'} "
+                             "or use profile 'default'")
+        return self
+
     def audit_config(self) -> AuditConfig:
         """The computation settings as the :class:`AuditConfig` the engines and workers take."""
         return AuditConfig(**{key: getattr(self, key) for key in ComputeSettings.model_fields})

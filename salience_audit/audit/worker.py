@@ -8,9 +8,12 @@ at a time, so a worker's memory does not grow with the number of groups.
 Memory per shard is bounded by the shard: its rows (one small record per image x run x
 measure variant) and the current batch; side aggregates are running sums.
 
-Devices: ``amp`` (CUDA only) runs the model passes under float16 autocast; the maps
-leave the extractor as float32 and every measure is computed outside autocast (SSIM in
-float64). ``channels_last`` (CUDA only) converts models and image batches. On CUDA the
+Devices: ``amp`` runs the model passes under autocast (bfloat16 on the CPU and on GPUs that
+support it, else float16: ``device.amp_dtype``); maps and logits leave the extractor as float32
+and every measure is computed outside autocast (SSIM in float64). ``channels_last`` converts
+models and image batches to the channels-last memory format (on the CPU too, where oneDNN's
+convolutions run faster in it; the extractor converts each batch at the model's input, the
+measures keep contiguous images). On CUDA the
 DataLoader pins memory; with ``num_workers > 0`` it prefetches and keeps its workers for
 the whole shard.
 """
@@ -18,7 +21,9 @@ the whole shard.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,14 +38,16 @@ from salience_audit.audit.conventions import Conventions
 from salience_audit.audit.plan import Shard
 from salience_audit.data.images import ImageDataset
 from salience_audit.data.sample import Sample
-from salience_audit.device import resolve_device
+from salience_audit.device import amp_dtype, cpu_has_fast_bfloat16, resolve_device
 from salience_audit.errors import InputError
 from salience_audit.models.audit_model import AuditModel, load_run
 from salience_audit.models.checkpoint import ModelRecipe, load_checkpoint
 from salience_audit.results.schema import RowBuffer
 from salience_audit.results.store import ResultStore
 from salience_audit.salience.precomputed import MapRun
-from salience_audit.salience.extract import SalienceExtractor, SalienceOutput
+from salience_audit.salience.extract import SalienceExtractor
+
+logger = logging.getLogger(__name__)
 
 _MODEL_CACHE: dict[str, AuditModel] = {}
 
@@ -190,8 +197,6 @@ def run_shard(
                 continue
             keep = ok.nonzero().squeeze(1)
             images = batch["image"][keep].to(device, non_blocking=True)
-            if config.channels_last and device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
             idx = local_idx[keep.numpy()]
             sel = [shard_samples[int(i)] for i in idx]
             inp = BatchInput(
@@ -217,15 +222,25 @@ def run_shard(
 
 
 def build_extractor(model: AuditModel, config: AuditConfig, device: torch.device) -> SalienceExtractor:
-    """The extractor the audit uses for one run: ``config.method`` by ``config.salience_path``;
-    on CUDA, channels-last model (``config.channels_last``) and float16 autocast (``config.amp``)."""
-    if config.channels_last and device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    extractor = SalienceExtractor(model, config.method, path=config.salience_path,
-                                  grad_before_inplace=Conventions(config.profile).grad_before_inplace)
-    if config.amp and device.type == "cuda":
-        return _AutocastExtractor(extractor)  # type: ignore[return-value]
-    return extractor
+    """The extractor the audit uses for one run: ``config.method`` by ``config.salience_path``,
+    the model in the memory format ``config.channels_last`` asks for (set either way: a cached
+    model never keeps an earlier audit's format), its passes in ``amp_dtype(device)`` under
+    ``config.amp``."""
+    model.to(memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    dtype = amp_dtype(device) if config.amp else None
+    if dtype is not None and device.type == "cpu":
+        _warn_slow_cpu_bfloat16()
+    return SalienceExtractor(model, config.method, path=config.salience_path, autocast_dtype=dtype,
+                             channels_last=config.channels_last,
+                             grad_before_inplace=Conventions(config.profile).grad_before_inplace)
+
+
+@functools.cache
+def _warn_slow_cpu_bfloat16() -> None:
+    """One log line per process when ``--amp`` asks for bfloat16 on a CPU that emulates it."""
+    if not cpu_has_fast_bfloat16():
+        logger.warning("--amp: this CPU has no native bfloat16 (AVX-512 BF16 or AMX); PyTorch emulates it, "
+                       "so mixed precision makes the passes slower here, not faster")
 
 
 def map_sum_side(auditor: BatchAuditor, dataset: str) -> dict[str, np.ndarray]:
@@ -313,28 +328,6 @@ def run_map_shard(
     side = {**map_sum_side(auditor, shard.dataset), **rejected_side(rejected)}
     ResultStore(out_dir).write_shard(shard.id, rows, side, metadata=dict(shard.stamp))
     return ShardReport(shard.id, len(shard_samples), rejected, time.perf_counter() - t0)
-
-
-class _AutocastExtractor:
-    """A :class:`SalienceExtractor` whose model passes run under CUDA autocast (float16 by default).
-
-    Only the passes are autocast: maps come back as float32 in [0, 1] and logits as
-    float32, so the measures (SSIM in float64, blur, entropy) never run in half precision.
-    """
-
-    def __init__(self, inner: SalienceExtractor, dtype: torch.dtype = torch.float16) -> None:
-        self.inner = inner
-        self.model = inner.model
-        self.method = inner.method
-        self.dtype = dtype
-
-    def __call__(self, x01: torch.Tensor, target: Any = None) -> SalienceOutput:
-        with torch.autocast("cuda", dtype=self.dtype):
-            out = self.inner(x01, target=target)
-        return SalienceOutput(maps=out.maps.float(), logits=out.logits.float(), target=out.target)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _keep_only_cached(runs: list[RunRef], device: torch.device) -> None:

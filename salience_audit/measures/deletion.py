@@ -31,7 +31,7 @@ from salience_audit.measures.base import (
 from salience_audit.measures.curve import area_under_curve
 from salience_audit.models.scores import class_probability
 from salience_audit.perturb.blur import _check_images_and_maps, gaussian_blur
-from salience_audit.salience.extract import eval_mode
+from salience_audit.salience.extract import SalienceExtractor, eval_mode
 from salience_audit.salience.normalize import upscale
 
 DELETION_AUC = "deletion_auc"
@@ -204,8 +204,10 @@ def deletion(
     x = images_tensor(images)
     clean = explain_pass(explain, x)
     model = explain.model  # type: ignore[attr-defined]
+    # A SalienceExtractor scores in its own precision (mixed precision when it has one).
+    forward = explain.logits if isinstance(explain, SalienceExtractor) else model
     with torch.no_grad(), eval_mode(model):
-        return _areas(model, x, upscale(clean.maps, int(x.shape[-1])), clean.target, steps, generator,
+        return _areas(forward, x, upscale(clean.maps, int(x.shape[-1])), clean.target, steps, generator,
                       baseline=baseline, curves=True)
 
 

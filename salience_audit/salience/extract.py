@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 from torchcam.methods import GradCAM, GradCAMpp, LayerCAM, ScoreCAM
 
+from salience_audit.device import autocast
 from salience_audit.errors import InputError, ModelError
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.models.scores import synthetic_probability
@@ -202,6 +203,15 @@ class SalienceExtractor:
             0.3 and so the original study did (profile ``study``; see ``_GradientBeforeInplace``).
             False (default): activations and gradients both of the post-activation tensor.
         path: ``auto``, ``forward`` or ``autograd`` (see the module docstring).
+        autocast_dtype: mixed precision (``--amp``): the model passes run under ``torch.autocast``
+            in this dtype (:func:`salience_audit.device.amp_dtype`); the forward path takes the
+            features to float32 before its closed forms, and maps and logits come back as float32.
+            ``None`` (default): full precision. The check of the forward path against autograd
+            (``auto``) always runs in full precision: it asks whether the head allows the closed
+            forms, not how much reduced precision changes the maps.
+        channels_last: images enter the model in the channels-last memory format (convert the
+            model with ``model.to(memory_format=torch.channels_last)``); callers and measures keep
+            their own images' layout.
 
     Usable as a context manager; no hook outlives a call, so ``close()`` only marks the
     extractor as closed.
@@ -215,6 +225,8 @@ class SalienceExtractor:
         scorecam_batch_size: int = 64,
         grad_before_inplace: bool = False,
         path: str = "auto",
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
     ) -> None:
         self.explainer: Callable[..., Any] | None = None
         if callable(method) or (isinstance(method, str) and ":" in method):
@@ -239,6 +251,8 @@ class SalienceExtractor:
         self.scorecam_batch_size = int(scorecam_batch_size)
         self.grad_before_inplace = bool(grad_before_inplace)
         self.path = path
+        self.autocast_dtype = autocast_dtype
+        self.channels_last = bool(channels_last)
         forwardable = self.explainer is None and method in FORWARD_METHODS and path != "autograd"
         self._forward = ForwardCams(model, self.layer, method, self.grad_before_inplace) if forwardable else None
         self.path_used: str | None = None
@@ -284,6 +298,8 @@ class SalienceExtractor:
         param = next(self.model.parameters(), None)
         dtype = param.dtype if param is not None and param.is_floating_point() else x01.dtype
         x = x01.detach().to(device=self.model.device, dtype=dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # a copy unless already channels-last
         return x.clone() if x.is_inference() else x
 
     @staticmethod
@@ -348,19 +364,33 @@ class SalienceExtractor:
                 self.path_used = "forward"
                 return out
         self.path_used = "autograd"
-        return self._autograd_path(x01, target, create_graph)
+        return self._autograd_path(x01, target, create_graph, self.autocast_dtype)
+
+    def logits(self, x01: Tensor) -> Tensor:
+        """Float32 logits ``[B, C]`` of one plain forward pass (no map), in the extractor's precision."""
+        with torch.no_grad(), eval_mode(self.model):
+            x = self._prepare(x01)
+            with autocast(x.device, self.autocast_dtype):
+                logits = self.model(x)
+        return logits.float()
 
     def _autograd_path(
-        self, x01: Tensor, target: Tensor | Sequence[int] | None, create_graph: bool = False
+        self, x01: Tensor, target: Tensor | Sequence[int] | None, create_graph: bool = False,
+        autocast_dtype: torch.dtype | None = None,
     ) -> SalienceOutput:
         # Gradient methods need autograd even when called under no_grad / inference_mode.
         with torch.inference_mode(False), eval_mode(self.model):
             x = self._prepare(x01)
-            if self.explainer is not None:
-                return self._custom(x, target)
-            if self.method == "cam":
-                return self._cam(x, target, create_graph)
-            return self._torchcam(x, target)
+            with autocast(x.device, autocast_dtype):
+                if self.explainer is not None:
+                    out = self._custom(x, target)
+                elif self.method == "cam":
+                    out = self._cam(x, target, create_graph)
+                else:
+                    out = self._torchcam(x, target)
+        if autocast_dtype is None:
+            return out
+        return SalienceOutput(maps=out.maps.float(), logits=out.logits.float(), target=out.target)
 
     # ------------------------------------------------------------------ forward-only path
     @property
@@ -387,7 +417,7 @@ class SalienceExtractor:
         if self.path == "auto" and verdicts.get(key) is not None:
             return None
         try:
-            out = self._forward_output(x01, target)
+            out = self._forward_output(x01, target, self.autocast_dtype)
         except NotForwardComputable as exc:
             if self.path == "forward":
                 raise ModelError(f"{self.model.name} ({self.model.arch}): forward-only salience is not "
@@ -395,30 +425,32 @@ class SalienceExtractor:
             self._fall_back(str(exc))
             return None
         if self.path == "auto" and key not in verdicts:
-            problem, diff = self._compare_with_autograd(x01, target, out)
+            problem, diff = self._compare_with_autograd(x01, target, out if self.autocast_dtype is None else None)
             if problem is not None:
                 self._fall_back(problem)
-                return self._autograd_path(x01, target)
+                return self._autograd_path(x01, target, autocast_dtype=self.autocast_dtype)
             verdicts[key] = None
             logger.info("%s (%s, %s): forward-only salience (head %s; first batch equal to autograd within %.1g)",
                         self.model.name, self.model.arch, self.method,
                         " -> ".join(self._forward.head.modules) if self._forward.head else "?", diff)
         return out
 
-    def _forward_output(self, x01: Tensor, target: Tensor | Sequence[int] | None) -> SalienceOutput:
+    def _forward_output(self, x01: Tensor, target: Tensor | Sequence[int] | None,
+                        autocast_dtype: torch.dtype | None = None) -> SalienceOutput:
         """The forward-only maps (min-max normalised), logits and targets; raises ``NotForwardComputable``."""
         assert self._forward is not None
         with eval_mode(self.model):
             x = self._prepare(x01)
-            raw, logits, t = self._forward(x, lambda lg: self._resolve_target(lg, target))
+            raw, logits, t = self._forward(x, lambda lg: self._resolve_target(lg, target), autocast_dtype)
         return SalienceOutput(maps=minmax_normalize(raw), logits=logits, target=t)
 
     def _compare_with_autograd(
-        self, x01: Tensor, target: Tensor | Sequence[int] | None, out: SalienceOutput
+        self, x01: Tensor, target: Tensor | Sequence[int] | None, out: SalienceOutput | None
     ) -> tuple[str | None, float]:
         """Forward-only against autograd maps on every image of the batch: (why they disagree or None, max |diff|).
 
-        ``out`` is the forward pass of the whole batch. When the batch is larger than
+        Both paths in full precision. ``out`` is the full-precision forward pass of the whole
+        batch (None: run it again, as under mixed precision). When the batch is larger than
         :data:`VERIFY_PIXELS` allows, both paths run again on the same chunks, so the comparison
         is of like with like (a convolution's float rounding may depend on the batch size) and
         the autograd pass keeps the activations of a few images only.
@@ -430,7 +462,7 @@ class SalienceExtractor:
         for start in range(0, int(x01.shape[0]), chunk):
             part = slice(start, start + chunk)
             part_target = None if targets is None else targets[part]
-            if chunk >= x01.shape[0]:
+            if chunk >= x01.shape[0] and out is not None:
                 fwd = out
             else:
                 try:

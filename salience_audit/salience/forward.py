@@ -53,6 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from salience_audit.device import autocast
 from salience_audit.models.audit_model import AuditModel
 from salience_audit.salience.cam import raw_class_activation_maps
 
@@ -79,6 +80,18 @@ GRADCAMPP_EPS = 1e-8
 
 LOGIT_RTOL = 1e-3
 """``|logits - (W GAP(f(A)) + b)| <= LOGIT_RTOL * max(1, max |logits|)`` or the head is refused."""
+
+AUTOCAST_LOGIT_EPS = 4
+"""Under mixed precision the head's own pass rounds to the reduced dtype, so the relative
+tolerance is ``max(LOGIT_RTOL, AUTOCAST_LOGIT_EPS * eps(dtype))`` (bfloat16: 0.031). The
+structural question is settled in full precision by the extractor's first-batch check."""
+
+
+def logit_rtol(autocast_dtype: torch.dtype | None) -> float:
+    """Relative tolerance of :meth:`ForwardCams.check_logits` for passes in ``autocast_dtype``."""
+    if autocast_dtype is None:
+        return LOGIT_RTOL
+    return max(LOGIT_RTOL, AUTOCAST_LOGIT_EPS * torch.finfo(autocast_dtype).eps)
 
 # Modules that leave a tensor unchanged in eval mode, allowed anywhere in the head.
 _PASS_THROUGH: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -286,8 +299,8 @@ class ForwardCams:
         changed = before[0] if before and not torch.equal(before[0], captured[0]) else None
         return captured[0], logits, changed
 
-    def check_logits(self, features: Tensor, logits: Tensor) -> None:
-        """Raise unless ``logits == W GAP(f(A)) + b`` within :data:`LOGIT_RTOL` (relative to the logits' scale)."""
+    def check_logits(self, features: Tensor, logits: Tensor, autocast_dtype: torch.dtype | None = None) -> None:
+        """Raise unless ``logits == W GAP(f(A)) + b`` within :func:`logit_rtol` (relative to the logits' scale)."""
         assert self.head is not None
         lin = self.head.linear
         f = torch.relu(features) if self.head.relu else features
@@ -303,19 +316,28 @@ class ForwardCams:
             raise NotForwardComputable(f"the head maps {pooled.shape[1]} pooled channels to {tuple(pred.shape)}, "
                                        f"not to the logits {tuple(ref.shape)}")
         err = float((pred - ref).abs().max()) if ref.numel() else 0.0
-        tol = LOGIT_RTOL * max(1.0, float(ref.abs().max()) if ref.numel() else 1.0)
+        tol = logit_rtol(autocast_dtype) * max(1.0, float(ref.abs().max()) if ref.numel() else 1.0)
         if not err <= tol:  # also catches NaN
             raise NotForwardComputable(
                 f"the logits are not W GAP(A) + b of the classifier (max difference {err:.3g} > {tol:.3g}): "
                 "an operation in forward() that no module shows"
             )
 
-    def __call__(self, x: Tensor, resolve_target: Any) -> tuple[Tensor, Tensor, Tensor]:
+    def __call__(self, x: Tensor, resolve_target: Any,
+                 autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Raw maps ``[B, h, w]`` (before normalisation), logits and targets of one forward pass.
+
+        ``autocast_dtype``: the model pass runs under autocast in that precision (``--amp``); its
+        features and logits are then taken to float32, so the closed forms run in float32.
+        """
         with torch.inference_mode():
             if self.head is None:
                 self.head = find_linear_head(self.model, self.layer, x)
-            features, logits, rewritten = self._capture(x)
-            self.check_logits(features, logits)
+            with autocast(x.device, autocast_dtype):
+                features, logits, rewritten = self._capture(x)
+            features, logits = features.float(), logits.float()
+            rewritten = None if rewritten is None else rewritten.float()
+            self.check_logits(features, logits, autocast_dtype)
             t = resolve_target(logits)
             if self.method == "cam":
                 if self.head.relu:
